@@ -1,0 +1,5 @@
+"""Entry point for `pulumi up`: see program.py."""
+
+import program
+
+program.main()

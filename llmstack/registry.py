@@ -1,0 +1,1 @@
+"""Imports every module that registers artifacts in llmstack.artifacts.ARTIFACTS."""

@@ -1,0 +1,78 @@
+"""The stack: read and validate config, then wire the components together.
+
+Kept out of `__main__.py` so the unit tests can run the whole program under Pulumi mocks, once per
+stack, in one process.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from components.mistral import MistralRs, MistralRsArgs
+from llmstack import config as cfgmod
+from llmstack.config import ConfigError, StackConfig
+
+
+class PulumiConfigSource:
+    """`llmstack.config.ConfigSource` over the running stack's config."""
+
+    def __init__(self) -> None:
+        self._config = pulumi.Config()
+        self._ns = pulumi.get_project()
+
+    def get(self, key: str) -> Optional[str]:
+        # The raw lookup: pulumi.Config.get would also return secrets in plaintext to our code.
+        value = pulumi.runtime.get_config(f"{self._ns}:{key}")
+        return None if value is None else str(value)
+
+    def get_secret(self, key: str) -> Any:
+        return self._config.get_secret(key)
+
+    def is_secret(self, key: str) -> bool:
+        return pulumi.runtime.is_config_secret(f"{self._ns}:{key}")
+
+
+def load_config() -> StackConfig:
+    """The validated config, or a clean error (no stack trace) naming every bad key."""
+    try:
+        return cfgmod.load(PulumiConfigSource(), pulumi.get_stack())
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from None
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Create every resource of the stack; returns the components by name."""
+    network = docker.Network(
+        "network",
+        name=cfg.network_name,
+        driver="bridge",
+        labels=[docker.NetworkLabelArgs(label="llmstack.env", value=cfg.env)],
+    )
+
+    mistral = MistralRs(
+        "mistral",
+        MistralRsArgs(
+            config=cfg.mistral,
+            env=cfg.env,
+            network_name=network.name,
+            container_name=cfg.container_name("mistral"),
+            retain_data_on_delete=cfg.retain_data_on_delete,
+        ),
+    )
+
+    pulumi.export("env", cfg.env)
+    pulumi.export("mistralModelId", mistral.model_id)
+    pulumi.export(
+        "mistralMetricsEndpoint",
+        pulumi.Output.concat("http://", mistral.metrics_host, ":", mistral.metrics_port.apply(str), mistral.metrics_path),
+    )
+    pulumi.export("mistralApiUrl", f"http://{cfg.mistral.publish_address}:{cfg.mistral.publish_port}/v1")
+    return {"network": network, "mistral": mistral}
+
+
+def main() -> dict[str, Any]:
+    # Validation happens entirely before the first resource is registered.
+    return build(load_config())
