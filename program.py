@@ -63,6 +63,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         ),
     )
 
+    # --- monitoring: Prometheus (issue 3) --------------------------------------------------
+    # --- resource exporters: cAdvisor, DCGM (issue 6) ----------------------------------------
+    # --- Grafana, dashboards and alerting (issue 4) -----------------------------------------
+
     pulumi.export("env", cfg.env)
     pulumi.export("mistralModelId", mistral.model_id)
     pulumi.export(

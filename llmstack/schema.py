@@ -1,0 +1,73 @@
+"""The shared, engine-neutral metric schema: the names every dashboard, alert and test queries.
+
+Recording rules (llmstack/rules.py) map each engine's raw metrics into these series, each labelled
+`engine` (mistralrs, ollama, ...), `env`, `instance` and `model`. A dashboard that queries only these
+names works for any engine that has a mapping, so adding vLLM or TGI needs no dashboard change.
+
+This module only names the series and says what they mean and in which unit; how each one is
+computed per engine lives with the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Labels every shared-schema series carries.
+SCHEMA_LABELS = ("engine", "env", "instance", "model")
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    unit: str  # a Grafana unit id
+    description: str
+
+
+def _s(name: str, unit: str, description: str) -> Signal:
+    return Signal(name, unit, description)
+
+
+# --- inference KPIs ---------------------------------------------------------------------------
+REQUESTS_RATE = _s("llm:requests:rate5m", "reqps", "Inference requests per second (API routes only).")
+ERRORS_RATE = _s("llm:request_errors:rate5m", "reqps", "Inference requests per second that ended in a 5xx.")
+ERROR_RATIO = _s("llm:request_error_ratio:rate5m", "percentunit", "Share of inference requests that ended in a 5xx.")
+LATENCY_AVG = _s("llm:request_latency_seconds:avg5m", "s", "Mean end-to-end request latency.")
+LATENCY_P50 = _s("llm:request_latency_seconds:p50_5m", "s", "Median end-to-end request latency.")
+LATENCY_P95 = _s("llm:request_latency_seconds:p95_5m", "s", "95th percentile end-to-end request latency.")
+LATENCY_P99 = _s("llm:request_latency_seconds:p99_5m", "s", "99th percentile end-to-end request latency.")
+TTFT_P95 = _s("llm:ttft_seconds:p95_5m", "s", "95th percentile time to first token (streamed requests).")
+ITL_P95 = _s("llm:itl_seconds:p95_5m", "s", "95th percentile inter-token latency (streamed requests).")
+TOKENS_PROCESSED_RATE = _s("llm:tokens_processed:rate5m", "short", "Tokens processed per second, prompt plus generated.")
+TOKENS_GENERATED_RATE = _s("llm:tokens_generated:rate5m", "short", "Generated (completion) tokens per second.")
+IN_FLIGHT = _s("llm:requests_in_flight", "short", "HTTP requests being served right now.")
+QUEUE_DEPTH = _s("llm:queue_depth", "short", "Requests waiting for a sequence slot.")
+RUNNING = _s("llm:sequences_running", "short", "Sequences being decoded right now.")
+CAPACITY = _s("llm:sequences_capacity", "short", "The most sequences the engine runs at once.")
+KV_CACHE_UTILISATION = _s("llm:kv_cache_utilisation:ratio", "percentunit", "Share of KV-cache blocks in use.")
+PREEMPTIONS_RATE = _s("llm:preemptions:rate5m", "short", "Sequences preempted per second for lack of KV cache.")
+PREFIX_CACHE_HIT_RATIO = _s("llm:prefix_cache_hit_ratio:rate5m", "percentunit", "Share of prefix-cache lookups that hit.")
+MODEL_LOAD_SECONDS = _s("llm:model_load_seconds", "s", "Seconds from container start until the server first answered a scrape (model download and load).")
+
+# --- resources (cAdvisor, DCGM) ----------------------------------------------------------------
+GPU_UTILISATION = _s("llm:gpu_utilisation:ratio", "percentunit", "GPU utilisation, per GPU.")
+GPU_MEMORY_USED = _s("llm:gpu_memory_used_bytes", "bytes", "GPU framebuffer memory in use, per GPU.")
+GPU_MEMORY_TOTAL = _s("llm:gpu_memory_total_bytes", "bytes", "GPU framebuffer memory in total, per GPU.")
+GPU_TEMPERATURE = _s("llm:gpu_temperature_celsius", "celsius", "GPU temperature, per GPU.")
+GPU_POWER = _s("llm:gpu_power_watts", "watt", "GPU power draw, per GPU.")
+CONTAINER_CPU = _s("llm:container_cpu_cores:rate5m", "short", "CPU cores used, per stack container.")
+CONTAINER_MEMORY = _s("llm:container_memory_working_set_bytes", "bytes", "Memory working set, per stack container.")
+CONTAINER_MEMORY_LIMIT = _s("llm:container_memory_limit_bytes", "bytes", "Memory limit, per stack container (absent when unlimited).")
+
+ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal))
+
+# --- where things live on the stack's Docker network ------------------------------------------
+# (network alias, port, metrics path) of every scrape target the stack runs itself.
+TARGETS = {
+    "mistral": ("mistral", 1234, "/metrics"),
+    "prometheus": ("prometheus", 9090, "/metrics"),
+    "cadvisor": ("cadvisor", 8080, "/metrics"),
+    "dcgm": ("dcgm-exporter", 9400, "/metrics"),
+    "grafana": ("grafana", 3000, "/metrics"),
+}
+# The Docker container names (cAdvisor's `name` label) follow llmstack-<env>-<component>.
+STACK_CONTAINERS = ("mistral", "prometheus", "grafana")
