@@ -11,6 +11,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_docker as docker
 
+from components.exporters import Cadvisor, DcgmExporter, ExporterArgs
 from components.mistral import MistralRs, MistralRsArgs
 from llmstack import config as cfgmod
 from llmstack.config import ConfigError, StackConfig
@@ -65,6 +66,17 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     # --- monitoring: Prometheus (issue 3) --------------------------------------------------
     # --- resource exporters: cAdvisor, DCGM (issue 6) ----------------------------------------
+    exporters = {
+        "cadvisor": Cadvisor(
+            "cadvisor",
+            ExporterArgs(cfg.exporters.cadvisor_image, cfg.env, network.name, cfg.container_name("cadvisor")),
+        )
+    }
+    if cfg.exporters.dcgm_enabled:
+        exporters["dcgm"] = DcgmExporter(
+            "dcgm",
+            ExporterArgs(cfg.exporters.dcgm_image, cfg.env, network.name, cfg.container_name("dcgm-exporter")),
+        )
     # --- Grafana, dashboards and alerting (issue 4) -----------------------------------------
 
     pulumi.export("env", cfg.env)
@@ -74,7 +86,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pulumi.Output.concat("http://", mistral.metrics_host, ":", mistral.metrics_port.apply(str), mistral.metrics_path),
     )
     pulumi.export("mistralApiUrl", f"http://{cfg.mistral.publish_address}:{cfg.mistral.publish_port}/v1")
-    return {"network": network, "mistral": mistral}
+    return {"network": network, "mistral": mistral, **exporters}
 
 
 def main() -> dict[str, Any]:
