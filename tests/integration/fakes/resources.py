@@ -1,0 +1,372 @@
+"""Fakes for the resource exporters beside the model server: cAdvisor and NVIDIA's DCGM exporter.
+
+FakeCadvisor -- **google/cadvisor v0.60.5** (commit 44b8e3062d678022939d40b2a2e9b259b07ebab0,
+    2026-07-11; newest release stored; in v0.52.x the same collector lived in
+    ``metrics/prometheus.go``), files ``lib/metrics/prometheus.go`` (collector, HELP strings, label
+    functions, timestamps), ``cmd/cadvisor.go`` (default ``--disable_metrics`` set,
+    ``--store_container_labels=true``), ``cmd/internal/http/handlers.go`` (own registry with the Go
+    and process collectors, no promhttp_* metrics), ``lib/container/libcontainer/handler.go``
+    (per-CPU usage only when the cgroup reports it) and ``lib/metrics/testdata/prometheus_metrics``.
+    Rendered like client_golang (HELP+TYPE, sorted families/labels/series, Go float format).
+
+    * Labels: ``DefaultContainerLabels`` gives ``id`` (cgroup path), ``name`` (first alias: the Docker
+      container name), ``image``, ``container_label_<docker label>`` for every Docker label and
+      ``container_env_<VAR>`` for whitelisted env vars (none by default). The label *names* are the
+      union over all containers, so a container without some Docker label gets it as ``""``.
+      Docker labels are passed in with ``docker_labels``; none by default.
+    * ``container_cpu_usage_seconds_total`` has an extra ``cpu`` label: ``cpu="total"`` when the
+      cgroup has no per-CPU breakdown (cgroup v2, today's Docker default, modelled here), else
+      ``cpu00``, ``cpu01``... (cgroup v1).
+    * Per-container stats carry a millisecond timestamp (``NewMetricWithTimestamp``);
+      ``container_start_time_seconds`` and ``container_spec_*`` do not. ``container_last_seen`` is the
+      scrape time in whole seconds.
+    * ``id`` is the systemd-driver cgroup path ``/system.slice/docker-<64 hex>.scope``.
+    * Only these families are emitted: container_cpu_usage_seconds_total, container_last_seen,
+      container_memory_usage_bytes, container_memory_working_set_bytes, container_scrape_error,
+      container_spec_memory_limit_bytes, container_start_time_seconds and the runtime subset
+      go_goroutines, go_threads, process_cpu_seconds_total, process_resident_memory_bytes,
+      process_start_time_seconds. The real one emits ~100 families, and also series for the root
+      cgroup ``/`` and system slices (``name=""``, ``image=""``), which this fake leaves out.
+
+FakeDcgm -- **NVIDIA/dcgm-exporter 4.5.3-4.8.2** (commit 691c92762eb551313c825f6efe4ceeee20982801,
+    2026-05-06), files ``etc/default-counters.csv`` (names, types, HELP texts),
+    ``internal/pkg/rendermetrics/render_metrics.go`` (the text template that prints each line),
+    ``internal/pkg/collector/gpu_collector.go`` (labels, ``%d``/``%f`` value formatting, XID
+    ``err_code``/``err_msg`` attributes), ``internal/pkg/collector/xid_errors.go`` (XID texts) and
+    ``internal/pkg/counters/types.go`` (counters are ordered by DCGM field id; ids read from
+    NVIDIA/go-dcgm ``pkg/dcgm/dcgm_fields.h``). The exporter does not use client_golang for these:
+
+    * line format ``NAME{gpu="0",UUID="GPU-...",pci_bus_id="...",device="nvidia0",
+      modelName="...",Hostname="..."<,DCGM_FI_DRIVER_VERSION="..."><,err_code=..,err_msg=..>} VALUE``
+      in exactly that order (``label``-type CSV rows such as ``DCGM_FI_DRIVER_VERSION`` become
+      labels; ``Hostname`` is omitted with ``--no-hostname``; ``uuid`` lower-case only with
+      ``--use-old-namespace``); no label escaping; no blank lines.
+    * INT64 fields print as ``%d`` (GPU_TEMP, GPU_UTIL, XID_ERRORS, FB_USED, FB_FREE), DOUBLE fields
+      as ``%f`` (POWER_USAGE ``350.250000``, PROF_PIPE_TENSOR_ACTIVE ``0.350000``).
+    * Families emitted (a subset of the default CSV): DCGM_FI_DEV_GPU_TEMP (150),
+      DCGM_FI_DEV_POWER_USAGE (155), DCGM_FI_DEV_GPU_UTIL (203), DCGM_FI_DEV_XID_ERRORS (230),
+      DCGM_FI_DEV_FB_FREE (251), DCGM_FI_DEV_FB_USED (252), DCGM_FI_PROF_PIPE_TENSOR_ACTIVE (1004;
+      profiling metrics exist only on datacenter GPUs, ``profiling=False`` drops it).
+
+Default GPU model, driver version, host name and images are placeholders; pass real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .exposition import GO_CLIENT, FakeExporterBase, Registry
+
+CADVISOR_VERSION = "v0.60.5"
+CADVISOR_COMMIT = "44b8e3062d678022939d40b2a2e9b259b07ebab0"
+DCGM_EXPORTER_VERSION = "4.5.3-4.8.2"
+DCGM_EXPORTER_COMMIT = "691c92762eb551313c825f6efe4ceeee20982801"
+
+GIB = 1024 ** 3
+
+
+def _sanitize_label_name(name: str) -> str:
+    """cAdvisor sanitizeLabelName: anything outside [a-zA-Z0-9_] becomes '_'."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+# ==================================================================================================
+# cAdvisor
+
+
+@dataclass(frozen=True)
+class ContainerShape:
+    working_set_ratio: float  # of the memory limit
+    cache_ratio: float  # page cache counted in usage but not in the working set
+    cpu_cores: float  # cpu-seconds per second
+
+
+class FakeCadvisor(FakeExporterBase):
+    SCENARIOS = ("healthy", "memory_pressure")
+
+    DEFAULT_IMAGES = {
+        "mistral": "ghcr.io/ericlbuehler/mistral.rs:cuda128-sm90-0.9.2",
+        "prometheus": "prom/prometheus:latest",
+        "grafana": "grafana/grafana:latest",
+    }
+    MEMORY_PRESSURE_RATIO = 0.97
+    # per-container healthy shapes; unknown names use "default"
+    HEALTHY = {
+        "mistral": ContainerShape(0.40, 0.05, 1.5),
+        "prometheus": ContainerShape(0.05, 0.02, 0.10),
+        "grafana": ContainerShape(0.03, 0.01, 0.05),
+        "default": ContainerShape(0.05, 0.01, 0.05),
+    }
+    NOMINAL_MACHINE_MEMORY = 64 * GIB  # ratios apply to this when a container has no limit (0)
+
+    HELP = {
+        "container_cpu_usage_seconds_total": "Cumulative cpu time consumed in seconds.",
+        "container_last_seen": "Last time a container was seen by the exporter",
+        "container_memory_usage_bytes": "Current memory usage in bytes, including all memory regardless of when it was accessed",
+        "container_memory_working_set_bytes": "Current working set in bytes.",
+        "container_scrape_error": "1 if there was an error while getting container metrics, 0 otherwise",
+        "container_spec_memory_limit_bytes": "Memory limit for the container.",
+        "container_start_time_seconds": "Start time of the container since unix epoch in seconds.",
+    }
+
+    def __init__(
+        self,
+        containers: Sequence[str] = ("mistral", "prometheus", "grafana"),
+        memory_limit_bytes: Union[int, Mapping[str, int]] = 16 * GIB,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        images: Optional[Mapping[str, str]] = None,
+        docker_labels: Optional[Mapping[str, Mapping[str, str]]] = None,
+        start_time: Optional[float] = None,
+        model_container: str = "mistral",
+        clock: Callable[[], float] = time.time,
+        timestamps: bool = True,
+    ):
+        super().__init__(host, port)
+        self.containers = tuple(containers)
+        if not self.containers:
+            raise ValueError("need at least one container")
+        self._clock = clock
+        self.timestamps = timestamps
+        self.model_container = model_container if model_container in self.containers else self.containers[0]
+        if isinstance(memory_limit_bytes, Mapping):
+            self.memory_limits = {c: int(memory_limit_bytes.get(c, 0)) for c in self.containers}
+        else:
+            self.memory_limits = {c: int(memory_limit_bytes) for c in self.containers}
+        imgs = dict(self.DEFAULT_IMAGES)
+        imgs.update(images or {})
+        self.images = {c: imgs.get(c, f"{c}:latest") for c in self.containers}
+        self.docker_labels = {c: dict((docker_labels or {}).get(c, {})) for c in self.containers}
+        now = clock()
+        self.start_times = {c: float(int(start_time if start_time is not None else now - 3600)) for c in self.containers}
+        # cgroup cpu usage (seconds); lives in the kernel, so it survives cAdvisor restarts
+        self._cpu = {c: 10.0 * self.HEALTHY.get(c, self.HEALTHY["default"]).cpu_cores for c in self.containers}
+        self.ids = {
+            c: "/system.slice/docker-" + hashlib.sha256(("fake-cadvisor/" + c).encode()).hexdigest() + ".scope"
+            for c in self.containers
+        }
+        # label names: union over all containers (collectContainersInfo rawLabels)
+        extra = sorted({"container_label_" + k for c in self.containers for k in self.docker_labels[c]})
+        self._raw_label_keys = ["id", "name", "image"] + extra
+        self.label_names = tuple(_sanitize_label_name(k) for k in self._raw_label_keys)
+        r = self.registry = Registry(GO_CLIENT)
+        h = self.HELP
+        ln = self.label_names
+        r.counter("container_cpu_usage_seconds_total", h["container_cpu_usage_seconds_total"], ln + ("cpu",))
+        r.gauge("container_last_seen", h["container_last_seen"], ln)
+        r.gauge("container_memory_usage_bytes", h["container_memory_usage_bytes"], ln)
+        r.gauge("container_memory_working_set_bytes", h["container_memory_working_set_bytes"], ln)
+        r.gauge("container_scrape_error", h["container_scrape_error"])
+        r.gauge("container_spec_memory_limit_bytes", h["container_spec_memory_limit_bytes"], ln)
+        r.gauge("container_start_time_seconds", h["container_start_time_seconds"], ln)
+        r.gauge("go_goroutines", "Number of goroutines that currently exist.")
+        r.gauge("go_threads", "Number of OS threads created.")
+        r.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")
+        r.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
+        r.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.")
+        self._reset_process_locked()
+
+    # -- labels -------------------------------------------------------------------------------
+    def labels_for(self, container: str) -> Tuple[str, ...]:
+        values = {"id": self.ids[container], "name": container, "image": self.images[container]}
+        for k, v in self.docker_labels[container].items():
+            values["container_label_" + k] = v
+        return tuple(values.get(k, "") for k in self._raw_label_keys)
+
+    # -- state --------------------------------------------------------------------------------
+    def _reset_process_locked(self) -> None:
+        # A restart of cAdvisor itself: cgroup counters live in the kernel, so they do NOT reset.
+        r = self.registry
+        r.clear()
+        self.process_start_time = self._clock()
+        r["container_scrape_error"].set(None, 0)
+        r["go_goroutines"].set(None, 40)
+        r["go_threads"].set(None, 12)
+        r["process_cpu_seconds_total"].ensure()
+        r["process_resident_memory_bytes"].set(None, 62_914_560)
+        r["process_start_time_seconds"].set(None, round(self.process_start_time, 2))
+        for c in self.containers:
+            key = self.labels_for(c)
+            r["container_start_time_seconds"].set(key, self.start_times[c])
+            r["container_spec_memory_limit_bytes"].set(key, self.memory_limits[c])
+        self._apply_gauges_locked()
+
+    def set_start_time(self, container: str, unix_seconds: float, reset_counters: bool = True) -> None:
+        """Set a container's start time, e.g. to simulate a container restart. With reset_counters
+        the container's cgroup counters start again (a restarted container gets a fresh cgroup)."""
+        with self._lock:
+            self.start_times[container] = float(int(unix_seconds))
+            if reset_counters:
+                self._cpu[container] = 0.0
+            self._apply_gauges_locked()
+
+    def shape_for(self, container: str) -> ContainerShape:
+        base = self.HEALTHY.get(container, self.HEALTHY["default"])
+        if self._scenario == "memory_pressure" and container == self.model_container:
+            return ContainerShape(self.MEMORY_PRESSURE_RATIO, 0.02, base.cpu_cores)
+        return base
+
+    def _apply_gauges_locked(self) -> None:
+        r = self.registry
+        for c in self.containers:
+            s = self.shape_for(c)
+            limit = self.memory_limits[c]
+            basis = limit if limit > 0 else self.NOMINAL_MACHINE_MEMORY
+            ws = int(s.working_set_ratio * basis)
+            usage = min(basis, ws + int(s.cache_ratio * basis))
+            key = self.labels_for(c)
+            r["container_memory_working_set_bytes"].set(key, ws)
+            r["container_memory_usage_bytes"].set(key, usage)
+            r["container_start_time_seconds"].set(key, self.start_times[c])
+            if self._cpu[c] > 0:  # cAdvisor emits cpu="total" only when Usage.Total > 0
+                r["container_cpu_usage_seconds_total"].set(key + ("total",), self._cpu[c])
+            else:
+                r["container_cpu_usage_seconds_total"].remove(key + ("total",))
+
+    def _advance_locked(self, seconds: float) -> None:
+        r = self.registry
+        for c in self.containers:
+            self._cpu[c] += self.shape_for(c).cpu_cores * seconds
+        r["process_cpu_seconds_total"].inc(None, 0.02 * seconds)
+
+    def _render_locked(self) -> str:
+        now = self._clock()
+        ts = int(now * 1000) if self.timestamps else None
+        r = self.registry
+        for c in self.containers:
+            key = self.labels_for(c)
+            r["container_last_seen"].set(key, float(int(now)), ts)
+            for fam in ("container_memory_usage_bytes", "container_memory_working_set_bytes"):
+                r[fam].set_timestamp(key, ts)
+            r["container_cpu_usage_seconds_total"].set_timestamp(key + ("total",), ts)
+        return r.render()
+
+
+# ==================================================================================================
+# DCGM exporter
+
+
+@dataclass(frozen=True)
+class DcgmField:
+    field_id: int
+    name: str
+    prom_type: str
+    help: str
+    is_double: bool
+
+
+# from etc/default-counters.csv (4.5.3-4.8.2); ids from go-dcgm dcgm_fields.h
+DCGM_FIELDS: Tuple[DcgmField, ...] = (
+    DcgmField(150, "DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", False),
+    DcgmField(155, "DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", True),
+    DcgmField(203, "DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", False),
+    DcgmField(230, "DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", False),
+    DcgmField(251, "DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", False),
+    DcgmField(252, "DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", False),
+    DcgmField(1004, "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "Ratio of cycles the tensor (HMMA) pipe is active.", True),
+)
+
+# internal/pkg/collector/xid_errors.go (only the codes the scenarios use)
+XID_TEXT = {0: "No Error", 79: "GPU has fallen off the bus"}
+UNKNOWN_XID_TEXT = "Unknown Error"  # gpu_collector.go unknownErr
+
+
+@dataclass(frozen=True)
+class GpuShape:
+    temp_c: int
+    power_w: float
+    util_pct: int
+    xid: int
+    fb_used_ratio: float
+    tensor_active: float
+
+
+class FakeDcgm(FakeExporterBase):
+    SCENARIOS = ("healthy", "gpu_memory_full", "xid_errors")
+    FIELDS = DCGM_FIELDS
+    GPU_MEMORY_FULL_RATIO = 0.97
+    XID_SCENARIO_CODE = 79
+    SHAPES = {
+        "healthy": GpuShape(62, 350.25, 65, 0, 0.60, 0.35),
+        "gpu_memory_full": GpuShape(71, 610.5, 95, 0, 0.97, 0.55),
+        "xid_errors": GpuShape(62, 350.25, 65, 79, 0.60, 0.35),
+    }
+
+    def __init__(
+        self,
+        gpus: int = 1,
+        fb_total_mib: int = 81920,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model_name: str = "NVIDIA H100 80GB HBM3",
+        driver_version: str = "570.133.20",
+        hostname: str = "gpu-host",
+        profiling: bool = True,
+    ):
+        super().__init__(host, port)
+        self.gpus = int(gpus)
+        self.fb_total_mib = int(fb_total_mib)
+        self.model_name = model_name
+        self.driver_version = driver_version
+        self.hostname = hostname
+        self.profiling = profiling
+        self._values: Dict[Tuple[str, int], Union[int, float]] = {}
+        self._apply_gauges_locked()
+
+    def uuid(self, gpu: int) -> str:
+        h = hashlib.sha256(f"fake-dcgm/{gpu}".encode()).hexdigest()
+        return f"GPU-{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+    @staticmethod
+    def pci_bus_id(gpu: int) -> str:
+        return f"00000000:{0x18 + 0x10 * gpu:02X}:00.0"
+
+    def fields(self) -> List[DcgmField]:
+        return [f for f in self.FIELDS if self.profiling or not f.name.startswith("DCGM_FI_PROF_")]
+
+    def value(self, field: str, gpu: int = 0) -> Union[int, float]:
+        return self._values[(field, gpu)]
+
+    def _apply_gauges_locked(self) -> None:
+        s = self.SHAPES[self._scenario]
+        for g in range(self.gpus):
+            used = round(s.fb_used_ratio * self.fb_total_mib)
+            self._values.update({
+                ("DCGM_FI_DEV_GPU_TEMP", g): s.temp_c,
+                ("DCGM_FI_DEV_POWER_USAGE", g): s.power_w,
+                ("DCGM_FI_DEV_GPU_UTIL", g): s.util_pct,
+                ("DCGM_FI_DEV_XID_ERRORS", g): s.xid,
+                ("DCGM_FI_DEV_FB_FREE", g): self.fb_total_mib - used,
+                ("DCGM_FI_DEV_FB_USED", g): used,
+                ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", g): s.tensor_active,
+            })
+
+    def _advance_locked(self, seconds: float) -> None:
+        pass  # every emitted field is a gauge; scenarios set them
+
+    def _reset_process_locked(self) -> None:
+        self._apply_gauges_locked()
+
+    def _render_locked(self) -> str:
+        out: List[str] = []
+        for f in self.fields():
+            out.append(f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.prom_type}")
+            for g in range(self.gpus):
+                v = self._values[(f.name, g)]
+                val = "%f" % v if f.is_double else "%d" % v
+                labels = (
+                    f'gpu="{g}",UUID="{self.uuid(g)}",pci_bus_id="{self.pci_bus_id(g)}",device="nvidia{g}",'
+                    f'modelName="{self.model_name}"'
+                )
+                if self.hostname:
+                    labels += f',Hostname="{self.hostname}"'
+                labels += f',DCGM_FI_DRIVER_VERSION="{self.driver_version}"'
+                if f.name == "DCGM_FI_DEV_XID_ERRORS":
+                    labels += f',err_code="{int(v)}",err_msg="{XID_TEXT.get(int(v), UNKNOWN_XID_TEXT)}"'
+                out.append(f"\n{f.name}{{{labels}}} {val}")
+            out.append("\n")
+        return "".join(out)

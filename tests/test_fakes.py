@@ -1,0 +1,714 @@
+"""The fake exporters render exactly what their upstreams do, and their scenarios have the shapes
+they claim. Every fake binds 127.0.0.1 on an ephemeral port; nothing else is contacted."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.fakes import FakeCadvisor, FakeDcgm, FakeMistral, FakeOllamaMetrics
+from tests.integration.fakes import exposition as ex
+from tests.integration.fakes.mistral import SCENARIOS as MISTRAL_SCENARIOS
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+
+
+def fetch(url: str):
+    try:
+        with _OPENER.open(url, timeout=5) as resp:
+            return resp.status, resp.headers.get("Content-Type"), resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def scrape(fake) -> str:
+    status, _, body = fetch(fake.url)
+    assert status == 200
+    return body
+
+
+def families(text: str) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def samples(text: str) -> dict:
+    """{(sample name, frozenset(labels)): value}"""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(text: str, metric: str, /, **labels) -> float:
+    return samples(text).get((metric, frozenset(labels.items())), 0.0)
+
+
+def buckets(text: str, metric: str, /, **labels) -> list:
+    """Cumulative [(le, count)] of one histogram series, in exposition order."""
+    out = []
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == metric + "_bucket":
+                lab = dict(s.labels)
+                le = lab.pop("le")
+                if lab == labels:
+                    out.append((float(le), s.value))
+    return out
+
+
+def delta(after: list, before: list) -> list:
+    b = dict(before)
+    return [(le, c - b.get(le, 0.0)) for le, c in after]
+
+
+def quantile(q: float, cum: list) -> float:
+    """Prometheus histogram_quantile over cumulative buckets (last one +Inf)."""
+    total = cum[-1][1]
+    if total == 0:
+        return math.nan
+    rank = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in cum:
+        if c >= rank:
+            if math.isinf(le):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
+        prev_le, prev_c = le, c
+    return cum[-2][0]
+
+
+def within(cum: list, below: float, upto: float) -> bool:
+    """All observations lie in (below, upto]: bucket le=below is empty, bucket le=upto holds all."""
+    c = dict(cum)
+    total = cum[-1][1]
+    return total > 0 and c[below] == 0 and c[upto] == total
+
+
+def type_lines(text: str) -> dict:
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+
+
+def help_lines(text: str) -> dict:
+    return dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+
+
+def assert_cumulative(text: str) -> None:
+    """Every histogram series: bucket counts non-decreasing in le, +Inf == _count."""
+    for fam in text_string_to_metric_families(text):
+        if fam.type != "histogram":
+            continue
+        series = {}
+        counts = {}
+        for s in fam.samples:
+            lab = dict(s.labels)
+            if s.name.endswith("_bucket"):
+                le = lab.pop("le")
+                series.setdefault(frozenset(lab.items()), []).append((float(le), s.value))
+            elif s.name.endswith("_count"):
+                counts[frozenset(lab.items())] = s.value
+        for key, bs in series.items():
+            les = [le for le, _ in bs]
+            assert les == sorted(les) and math.isinf(les[-1]), (fam.name, les)
+            vals = [c for _, c in bs]
+            assert vals == sorted(vals), (fam.name, vals)
+            assert vals[-1] == counts[key], fam.name
+
+
+def monotonic_samples(text: str) -> dict:
+    """Samples that must never go down: counters, histogram buckets/counts/sums of non-negative data."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.type in ("counter", "histogram"):
+            for s in fam.samples:
+                out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def assert_monotonic(before: dict, after: dict) -> None:
+    for key, v in before.items():
+        assert key in after, f"series vanished: {key}"
+        assert after[key] >= v - 1e-9, f"{key} went down: {v} -> {after[key]}"
+
+
+@pytest.fixture
+def mistral():
+    m = FakeMistral()
+    m.start()
+    yield m
+    m.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# exposition helper
+
+
+@pytest.mark.parametrize(
+    "x, want",
+    [(1.0, "1"), (0.001, "0.001"), (2.5, "2.5"), (1200.0, "1200"), (104857600.0, "104857600"),
+     (2560.0, "2560"), (1e-7, "0.0000001"), (1e21, "1000000000000000000000"), (0.0, "0"),
+     (-3.25, "-3.25"), (math.inf, "inf"), (0.1 + 0.2, "0.30000000000000004")],
+)
+def test_rust_float_display(x, want):
+    assert ex.format_float_rust(x) == want
+
+
+@pytest.mark.parametrize(
+    "x, want",
+    [(1.0, "1"), (0.0, "0"), (0.001, "0.001"), (0.0001, "0.0001"), (1e-5, "1e-05"), (123456.0, "123456"),
+     (1e6, "1e+06"), (1.395066363e9, "1.395066363e+09"), (7e-9, "7e-09"), (2.5, "2.5"),
+     (math.inf, "+Inf"), (-math.inf, "-Inf"), (17179869184.0, "1.7179869184e+10")],
+)
+def test_go_float_format(x, want):
+    assert ex.format_float_go(x) == want
+
+
+def test_label_escaping_and_order():
+    reg = ex.Registry(ex.GO_CLIENT)
+    f = reg.counter("x_total", "a \\ help\nline", ("zeta", "alpha"))
+    f.inc(("q\"uote", "back\\slash\nnl"), 2)
+    text = reg.render()
+    assert '# HELP x_total a \\\\ help\\nline\n' in text
+    assert 'x_total{alpha="back\\\\slash\\nnl",zeta="q\\"uote"} 2\n' in text
+    (fam,) = text_string_to_metric_families(text)
+    assert fam.samples[0].labels == {"zeta": 'q"uote', "alpha": "back\\slash\nnl"}
+
+    rust = ex.Registry(ex.RUST_METRICS_EXPORTER)
+    h = rust.histogram("h", None, ("b", "a"), (0.5, 1.0))
+    h.observe(("1", "2"), 0.7)
+    rust.counter("c_total", None).inc(None, 3)
+    text = rust.render()
+    assert text == (
+        "# TYPE c_total counter\nc_total 3\n\n"
+        "# TYPE h histogram\n"
+        'h_bucket{b="1",a="2",le="0.5"} 0\nh_bucket{b="1",a="2",le="1"} 1\nh_bucket{b="1",a="2",le="+Inf"} 1\n'
+        'h_sum{b="1",a="2"} 0.7\nh_count{b="1",a="2"} 1\n\n'
+    )
+
+
+def test_loopback_only():
+    with pytest.raises(ValueError):
+        FakeMistral(host="0.0.0.0")
+
+
+# ------------------------------------------------------------------------------------------------
+# mistral.rs
+
+HTTP4 = {"method", "path", "model", "status"}
+HTTP3 = {"method", "path", "model"}
+MISTRAL_EXPECTED = {
+    # name: (type, label names, buckets)
+    "http_requests_total": ("counter", HTTP4, None),
+    "http_request_duration_seconds": ("histogram", HTTP4, FakeMistral.HTTP_REQUEST_DURATION_BUCKETS),
+    "http_requests_in_flight": ("gauge", HTTP3, None),
+    "http_request_body_bytes": ("histogram", HTTP3, FakeMistral.HTTP_REQUEST_BODY_BYTE_BUCKETS),
+    "mistralrs_time_to_first_token_seconds": ("histogram", HTTP4, FakeMistral.TTFT_BUCKETS),
+    "mistralrs_inter_token_latency_seconds": ("histogram", HTTP4, FakeMistral.ITL_BUCKETS),
+    "mistralrs_tokens_processed_total": ("counter", set(), None),
+    "mistralrs_prefix_cache_lookups_total": ("counter", set(), None),
+    "mistralrs_prefix_cache_hits_total": ("counter", set(), None),
+    "mistralrs_prefix_cache_evictions_total": ("counter", set(), None),
+    "mistralrs_paged_preemptions_total": ("counter", set(), None),
+    "mistralrs_sequences_completed_total": ("counter", {"reason"}, None),
+    "mistralrs_sequences_running": ("gauge", set(), None),
+    "mistralrs_sequences_waiting": ("gauge", set(), None),
+    "mistralrs_sequences_capacity": ("gauge", set(), None),
+    "mistralrs_requests_pending_admission": ("gauge", set(), None),
+    "mistralrs_kv_cache_blocks_used": ("gauge", set(), None),
+    "mistralrs_kv_cache_blocks_total": ("gauge", set(), None),
+}
+UPSTREAM_BUCKET_TEXT = {  # le values exactly as mistral.rs prints them
+    "http_request_duration_seconds": "0.001 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 60 120 300 600 1200",
+    "http_request_body_bytes": "128 512 1024 4096 16384 65536 262144 1048576 4194304 16777216 52428800 104857600",
+    "mistralrs_time_to_first_token_seconds": "0.001 0.005 0.01 0.02 0.04 0.06 0.08 0.1 0.25 0.5 0.75 1 2.5 5 7.5 10 20 40 80 160 640 2560",
+    "mistralrs_inter_token_latency_seconds": "0.01 0.025 0.05 0.075 0.1 0.15 0.2 0.3 0.4 0.5 0.75 1 2.5 5 7.5 10 20 40 80",
+}
+
+
+def _exercise_all(m: FakeMistral) -> str:
+    for sc in ("healthy", "error_burst", "kv_cache_exhaustion"):
+        m.set_scenario(sc)
+        m.advance(2)
+    return scrape(m)
+
+
+def test_mistral_names_types_labels_buckets(mistral):
+    text = _exercise_all(mistral)
+    assert type_lines(text) == {k: v[0] for k, v in MISTRAL_EXPECTED.items()}
+    assert help_lines(text) == {}  # mistral.rs describes no metric
+    fams = families(text)
+    seen = set()
+    for fam in fams.values():
+        name = fam.name + "_total" if fam.type == "counter" else fam.name
+        mtype, labelnames, bks = MISTRAL_EXPECTED[name]
+        assert fam.type == mtype
+        for s in fam.samples:
+            lab = set(s.labels) - ({"le"} if s.name.endswith("_bucket") else set())
+            assert lab == labelnames, (s.name, lab)
+        seen.add(name)
+        if bks is not None:
+            les = [s.labels["le"] for s in fam.samples if s.name.endswith("_bucket")]
+            n_series = len({frozenset((k, v) for k, v in s.labels.items() if k != "le") for s in fam.samples})
+            assert les[: len(bks) + 1] == UPSTREAM_BUCKET_TEXT[name].split() + ["+Inf"]
+            assert [float(x) for x in les[: len(bks)]] == list(bks)
+            assert len(les) == (len(bks) + 1) * n_series
+    assert seen == set(MISTRAL_EXPECTED)
+    # label values and order as metrics.rs passes them; le last
+    assert ('http_requests_total{method="POST",path="/v1/chat/completions",model="Qwen/Qwen3-4B",status="200"} '
+            in text)
+    assert 'status="200",le="1"}' in text and 'le="1.0"' not in text
+    reasons = {s.labels["reason"] for s in fams["mistralrs_sequences_completed"].samples}
+    assert reasons == {"stop", "error"} and reasons <= set(FakeMistral.COMPLETION_REASONS)
+    # metrics-exporter-prometheus layout: counters, then gauges, then histograms; blank line after each
+    kinds = [t for _, t in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)]
+    assert kinds == sorted(kinds, key=["counter", "gauge", "histogram"].index)
+    assert all(block.startswith("# TYPE ") for block in text.strip("\n").split("\n\n"))
+    assert text.endswith("\n\n")
+    assert_cumulative(text)
+
+
+def test_mistral_http_endpoints(mistral):
+    status, ctype, body = fetch(f"http://127.0.0.1:{mistral.port}/health")
+    assert (status, body) == (200, "OK") and ctype.startswith("text/plain")
+    status, ctype, body = fetch(f"http://127.0.0.1:{mistral.port}/v1/models")
+    assert status == 200 and ctype == "application/json"
+    models = json.loads(body)
+    assert models["object"] == "list"
+    assert [d["id"] for d in models["data"]] == ["default", "Qwen/Qwen3-4B"]
+    assert models["data"][1]["status"] == "loaded" and "status" not in models["data"][0]
+    assert mistral.url == f"http://127.0.0.1:{mistral.port}/metrics"
+    # housekeeping routes are not counted
+    assert "http_requests_total" not in scrape(mistral)
+    mistral.metrics_enabled = False
+    assert fetch(mistral.url)[0] == 503
+
+
+def test_mistral_v092_has_no_capacity_gauge():
+    m = FakeMistral(upstream="v0.9.2")
+    m.advance(1)
+    text = m.exposition()
+    assert "mistralrs_sequences_capacity" not in text
+    assert "mistralrs_requests_pending_admission" not in text
+    assert "mistralrs_sequences_running 4\n" in text
+
+
+def test_mistral_counters_monotonic_and_histograms_cumulative(mistral):
+    prev = monotonic_samples(scrape(mistral))
+    for sc in MISTRAL_SCENARIOS + ("healthy", "error_burst"):
+        mistral.set_scenario(sc)
+        mistral.advance(3)
+        text = scrape(mistral)
+        assert_cumulative(text)
+        cur = monotonic_samples(text)
+        assert_monotonic(prev, cur)
+        prev = cur
+
+
+def _window(m: FakeMistral, scenario: str, seconds: float = 20.0):
+    m.set_scenario(scenario)
+    m.advance(1)
+    before = m.exposition()
+    m.advance(seconds)
+    return before, m.exposition()
+
+
+CHAT = {"method": "POST", "path": "/v1/chat/completions", "model": "Qwen/Qwen3-4B"}
+OK = dict(CHAT, status="200")
+ERR = dict(CHAT, status="500")
+
+
+def test_mistral_healthy_shape():
+    m = FakeMistral()
+    before, after = _window(m, "healthy", 20)
+    d = lambda name, **lab: value(after, name, **lab) - value(before, name, **lab)  # noqa: E731
+    assert d("http_requests_total", **OK) == pytest.approx(FakeMistral.HEALTHY_RPS * 20, abs=1)
+    assert d("http_requests_total", **ERR) == 0
+    dur = delta(buckets(after, "http_request_duration_seconds", **OK), buckets(before, "http_request_duration_seconds", **OK))
+    assert 0.25 <= quantile(0.5, dur) and quantile(0.95, dur) < 5
+    ttft = delta(buckets(after, "mistralrs_time_to_first_token_seconds", **OK),
+                 buckets(before, "mistralrs_time_to_first_token_seconds", **OK))
+    assert within(ttft, 0.08, 0.5)  # TTFT 0.1-0.5 s
+    itl = delta(buckets(after, "mistralrs_inter_token_latency_seconds", **OK),
+                buckets(before, "mistralrs_inter_token_latency_seconds", **OK))
+    assert within(itl, 0.01, 0.05)  # ITL 0.02-0.05 s
+    # one ITL sample per decode step after the first: (50 - 1) per request
+    assert d("mistralrs_inter_token_latency_seconds_count", **OK) == 49 * d("http_requests_total", **OK)
+    assert d("mistralrs_tokens_processed_total") == pytest.approx(5 * (200 + 50) * 20, rel=0.06)
+    hits, lookups = d("mistralrs_prefix_cache_hits_total"), d("mistralrs_prefix_cache_lookups_total")
+    assert hits / lookups == pytest.approx(0.5, abs=0.02)
+    assert value(after, "mistralrs_sequences_running") == 4
+    assert value(after, "mistralrs_sequences_waiting") == 0
+    assert value(after, "mistralrs_sequences_capacity") == 16
+    kv = value(after, "mistralrs_kv_cache_blocks_used") / value(after, "mistralrs_kv_cache_blocks_total")
+    assert kv == pytest.approx(0.30, abs=0.001)
+    assert "mistralrs_paged_preemptions_total" not in after
+    assert set(s.labels["reason"] for s in families(after)["mistralrs_sequences_completed"].samples) == {"stop"}
+
+
+def test_mistral_latency_regression_moves_mass_to_high_buckets():
+    m = FakeMistral()
+    h_before, h_after = _window(m, "healthy", 20)
+    l_before, l_after = _window(m, "latency_regression", 20)
+    name = "http_request_duration_seconds"
+    healthy = delta(buckets(h_after, name, **OK), buckets(h_before, name, **OK))
+    slow = delta(buckets(l_after, name, **OK), buckets(l_before, name, **OK))
+    assert quantile(0.95, healthy) < 5 < 30 < quantile(0.95, slow)
+    # mass above le=10: none when healthy, all of it during the regression
+    above = lambda cum: cum[-1][1] - dict(cum)[10.0]  # noqa: E731
+    assert above(healthy) == 0 and above(slow) == slow[-1][1] > 0
+    ttft = delta(buckets(l_after, "mistralrs_time_to_first_token_seconds", **OK),
+                 buckets(l_before, "mistralrs_time_to_first_token_seconds", **OK))
+    assert within(ttft, 2.5, 20)  # TTFT 5-20 s
+    itl = delta(buckets(l_after, "mistralrs_inter_token_latency_seconds", **OK),
+                buckets(l_before, "mistralrs_inter_token_latency_seconds", **OK))
+    assert within(itl, 0.2, 1.0)  # ITL 0.3-1 s
+
+
+def test_mistral_error_burst_shape():
+    m = FakeMistral()
+    before, after = _window(m, "error_burst", 20)
+    d = lambda name, **lab: value(after, name, **lab) - value(before, name, **lab)  # noqa: E731
+    ok, err = d("http_requests_total", **OK), d("http_requests_total", **ERR)
+    assert ok + err == pytest.approx(100, abs=1)
+    assert err / (ok + err) == pytest.approx(FakeMistral.ERROR_BURST_RATIO, abs=0.02)
+    assert d("mistralrs_sequences_completed_total", reason="error") == err
+    # errors are plain 500s, not streams: no TTFT/ITL series for status 500
+    assert not buckets(after, "mistralrs_time_to_first_token_seconds", **ERR)
+    assert buckets(after, "http_request_duration_seconds", **ERR)
+
+
+def test_mistral_queue_saturation_and_kv_exhaustion():
+    m = FakeMistral(capacity=16, kv_blocks_total=4096)
+    _, text = _window(m, "queue_saturation", 5)
+    assert value(text, "mistralrs_sequences_running") == value(text, "mistralrs_sequences_capacity") == 16
+    assert value(text, "mistralrs_sequences_waiting") == FakeMistral.QUEUE_SATURATION_WAITING
+    dur = buckets(text, "http_request_duration_seconds", **OK)
+    assert dict(dur)[2.5] == 0  # nothing faster than 5 s
+    before, after = _window(m, "kv_cache_exhaustion", 10)
+    used, total = value(after, "mistralrs_kv_cache_blocks_used"), value(after, "mistralrs_kv_cache_blocks_total")
+    assert total == 4096 and used / total == pytest.approx(0.99, abs=0.001)
+    pre = value(after, "mistralrs_paged_preemptions_total") - value(before, "mistralrs_paged_preemptions_total")
+    assert pre == pytest.approx(FakeMistral.KV_EXHAUSTION_PREEMPTIONS_PER_S * 10, abs=1)
+    assert value(after, "mistralrs_sequences_waiting") == 3
+    assert value(after, "mistralrs_sequences_running") == 10
+
+
+def test_mistral_idle_shape():
+    m = FakeMistral()
+    m.advance(5)
+    before, after = _window(m, "idle", 10)
+    assert value(after, "http_requests_total", **OK) == value(before, "http_requests_total", **OK)
+    for g in ("mistralrs_sequences_running", "mistralrs_sequences_waiting", "mistralrs_kv_cache_blocks_used"):
+        assert value(after, g) == 0
+    assert value(after, "http_requests_in_flight", **CHAT) == 0
+    assert value(after, "mistralrs_kv_cache_blocks_total") == 4096
+    # a fresh idle process: engine gauges exist, no request series yet
+    fresh = FakeMistral()
+    fresh.set_scenario("idle")
+    text = fresh.exposition()
+    assert "mistralrs_sequences_running 0\n" in text and "http_requests_total" not in text
+
+
+def test_mistral_stop_start_keeps_counters_restart_resets(mistral):
+    mistral.advance(4)
+    port = mistral.port
+    first = value(scrape(mistral), "http_requests_total", **OK)
+    assert first == 20
+    mistral.stop()
+    with pytest.raises(OSError):
+        _OPENER.open(mistral.url, timeout=2)
+    mistral.advance(2)  # the process keeps working while the target is unreachable
+    mistral.start()
+    mistral.start()  # idempotent
+    assert mistral.port == port
+    assert value(scrape(mistral), "http_requests_total", **OK) == 30
+    mistral.restart_process()
+    text = scrape(mistral)
+    assert "http_requests_total" not in text
+    mistral.advance(1)
+    assert value(scrape(mistral), "http_requests_total", **OK) == 5
+
+
+def test_mistral_run_clock_is_bounded():
+    m = FakeMistral()
+    m.run_clock(interval_s=0.05, max_ticks=4)
+    deadline = time.monotonic() + 5
+    while value(m.exposition(), "http_requests_total", **OK) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    m._clock_thread.join(timeout=5)
+    assert not m._clock_thread.is_alive()
+    total = value(m.exposition(), "http_requests_total", **OK)
+    assert total == 1  # 4 ticks * 0.05 s * 5 req/s
+    m.run_clock(interval_s=0.05)
+    m.stop_clock()
+    with pytest.raises(ValueError):
+        m.set_scenario("nope")
+
+
+def test_mistral_is_deterministic():
+    a, b = FakeMistral(), FakeMistral()
+    for f in (a, b):
+        f.set_scenario("latency_regression")
+        f.advance(7.5)
+    assert a.exposition() == b.exposition()
+
+
+# ------------------------------------------------------------------------------------------------
+# Ollama
+
+NORSK_EXPECTED = {
+    "ollama_prompt_tokens_total": ("counter", {"model"}, None, "Total number of prompt tokens sent to the model"),
+    "ollama_generated_tokens_total": ("counter", {"model"}, None, "Total number of tokens generated by the model"),
+    "ollama_request_duration_seconds": ("histogram", {"endpoint", "model"}, "0.1 0.5 1 2 5 10 30 60",
+                                        "Duration of Ollama requests in seconds"),
+    "ollama_time_per_token_seconds": ("histogram", {"model"}, "0.01 0.05 0.1 0.2 0.5 1 2",
+                                      "Time per generated token (seconds per token)"),
+    "ollama_loaded_models": ("gauge", set(), None, "Number of models currently loaded in memory in Ollama"),
+    "ollama_model_loaded": ("gauge", {"model"}, None, "Indicator (1/0) if a model is loaded in memory"),
+    "ollama_model_ram_mb": ("gauge", {"model"}, None, "RAM usage in megabytes for each loaded model"),
+}
+
+
+def test_ollama_norskhelsenett_exact():
+    o = FakeOllamaMetrics("norskhelsenett", model="llama3.2:3b")
+    o.start()
+    try:
+        first = scrape(o)
+        assert value(first, "ollama_loaded_models") == 0 and "ollama_prompt_tokens_total" not in first
+        o.advance(4)
+        text = scrape(o)
+    finally:
+        o.close()
+    types, helps = type_lines(text), help_lines(text)
+    for name, (mtype, labelnames, bks, help_) in NORSK_EXPECTED.items():
+        assert types[name] == mtype and helps[name] == help_
+    assert {n for n in types if n.startswith("ollama_")} == set(NORSK_EXPECTED)
+    assert set(types) - set(NORSK_EXPECTED) <= {
+        "go_goroutines", "go_threads", "process_cpu_seconds_total", "process_resident_memory_bytes",
+        "process_start_time_seconds", "promhttp_metric_handler_requests_in_flight",
+        "promhttp_metric_handler_requests_total"}
+    for fam in text_string_to_metric_families(text):
+        name = fam.name + "_total" if fam.type == "counter" else fam.name
+        if name not in NORSK_EXPECTED:
+            continue
+        _, labelnames, bks, _ = NORSK_EXPECTED[name]
+        for s in fam.samples:
+            assert set(s.labels) - {"le"} == labelnames
+        if bks:
+            les = [s.labels["le"] for s in fam.samples if s.name.endswith("_bucket")]
+            assert les == bks.split() + ["+Inf"]
+    assert 'ollama_request_duration_seconds_bucket{endpoint="chat",model="llama3.2:3b",le="0.1"}' in text
+    assert value(text, "ollama_prompt_tokens_total", model="llama3.2:3b") == 20 * 200
+    assert value(text, "ollama_generated_tokens_total", model="llama3.2:3b") == 20 * 50
+    assert value(text, "ollama_model_loaded", model="llama3.2:3b") == 1
+    assert value(text, "ollama_model_ram_mb", model="llama3.2:3b") == 3200
+    assert value(text, "promhttp_metric_handler_requests_total", code="200") == 1
+    assert value(text, "promhttp_metric_handler_requests_in_flight") == 1
+    assert_cumulative(text)
+    # ensureModelTag
+    assert FakeOllamaMetrics(model="llama3").model == "llama3:latest"
+
+
+def test_ollama_norskhelsenett_scenarios():
+    o = FakeOllamaMetrics("norskhelsenett")
+    o.advance(1)
+    dur = "ollama_request_duration_seconds"
+    lab = {"endpoint": "chat", "model": "llama3.2:3b"}
+    shots = {}
+    prev = monotonic_samples(o.exposition())
+    for sc in ("healthy", "latency_regression", "error_burst", "idle"):
+        o.set_scenario(sc)
+        before = o.exposition()
+        o.advance(20)
+        after = o.exposition()
+        assert_monotonic(prev, monotonic_samples(after))
+        prev = monotonic_samples(after)
+        shots[sc] = delta(buckets(after, dur, **lab), buckets(before, dur, **lab))
+    assert shots["healthy"][-1][1] == 100 and quantile(0.95, shots["healthy"]) < 5
+    assert quantile(0.95, shots["latency_regression"]) > 30
+    # the exporter has no error label: an error burst is only missing observations
+    assert shots["error_burst"][-1][1] == pytest.approx(70, abs=1)
+    assert shots["idle"][-1][1] == 0
+    assert "error_burst" in FakeOllamaMetrics.NORSKHELSENETT_CANNOT_EXPRESS
+    assert 'status="' not in o.exposition()
+
+
+def test_ollama_seed_convention():
+    o = FakeOllamaMetrics("seed")
+    o.start()
+    try:
+        before = scrape(o)
+        o.set_scenario("error_burst")
+        o.advance(20)
+        text = scrape(o)
+    finally:
+        o.close()
+    assert before == ""  # no request yet: client_golang omits empty vectors
+    assert type_lines(text) == {"ollama_http_requests_total": "counter",
+                                "ollama_http_request_duration_seconds": "histogram"}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            assert set(s.labels) - {"le"} == {"method", "path", "status", "model"}
+    les = [float(le) for le, _ in buckets(text, "ollama_http_request_duration_seconds",
+                                          method="POST", path="/api/chat", status="200", model="llama3.2:3b")]
+    assert les[:-1] == list(FakeMistral.HTTP_REQUEST_DURATION_BUCKETS)
+    ok = value(text, "ollama_http_requests_total", method="POST", path="/api/chat", status="200", model="llama3.2:3b")
+    err = value(text, "ollama_http_requests_total", method="POST", path="/api/chat", status="500", model="llama3.2:3b")
+    assert ok + err == 100 and err == 30
+    assert_cumulative(text)
+    o.set_scenario("latency_regression")
+    b = o.exposition()
+    o.advance(20)
+    lab = dict(method="POST", path="/api/chat", status="200", model="llama3.2:3b")
+    slow = delta(buckets(o.exposition(), "ollama_http_request_duration_seconds", **lab),
+                 buckets(b, "ollama_http_request_duration_seconds", **lab))
+    assert quantile(0.95, slow) > 30
+
+
+# ------------------------------------------------------------------------------------------------
+# cAdvisor
+
+CADVISOR_EXPECTED = {
+    "container_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed in seconds."),
+    "container_last_seen": ("gauge", "Last time a container was seen by the exporter"),
+    "container_memory_usage_bytes": ("gauge", "Current memory usage in bytes, including all memory regardless of when it was accessed"),
+    "container_memory_working_set_bytes": ("gauge", "Current working set in bytes."),
+    "container_scrape_error": ("gauge", "1 if there was an error while getting container metrics, 0 otherwise"),
+    "container_spec_memory_limit_bytes": ("gauge", "Memory limit for the container."),
+    "container_start_time_seconds": ("gauge", "Start time of the container since unix epoch in seconds."),
+}
+
+
+def test_cadvisor_exact():
+    now = 1_790_000_000.0
+    c = FakeCadvisor(memory_limit_bytes=8 * 1024 ** 3, clock=lambda: now, start_time=now - 600,
+                     docker_labels={"grafana": {"com.docker.compose.service": "grafana"}})
+    c.start()
+    try:
+        text = scrape(c)
+    finally:
+        c.close()
+    types, helps = type_lines(text), help_lines(text)
+    for name, (mtype, help_) in CADVISOR_EXPECTED.items():
+        assert types[name] == mtype and helps[name] == help_
+    base = {"id", "image", "name", "container_label_com_docker_compose_service"}
+    for fam in text_string_to_metric_families(text):
+        if not fam.name.startswith("container_") or fam.name == "container_scrape_error":
+            continue
+        names = {s.labels["name"] for s in fam.samples}
+        assert names == {"mistral", "prometheus", "grafana"}
+        for s in fam.samples:
+            extra = {"cpu"} if fam.name == "container_cpu_usage_seconds" else set()
+            assert set(s.labels) == base | extra
+            assert re.fullmatch(r"/system\.slice/docker-[0-9a-f]{64}\.scope", s.labels["id"])
+            if extra:
+                assert s.labels["cpu"] == "total"
+            ts = s.timestamp
+            if fam.name in ("container_start_time_seconds", "container_spec_memory_limit_bytes"):
+                assert ts is None
+            else:
+                assert ts is not None and float(ts) == now
+    # union of labels: containers without the Docker label get ""
+    assert 'container_label_com_docker_compose_service="",cpu="total",id=' in text
+    assert value(text, "container_start_time_seconds", **_cad_labels(c, "mistral")) == now - 600
+    assert value(text, "container_last_seen", **_cad_labels(c, "grafana")) == now
+    assert ex.format_float_go(now) in text  # 1.79e+09 style, as client_golang prints it
+    assert re.search(r"^container_last_seen\{.*\} 1\.79e\+09 1790000000000$", text, re.M)
+
+
+def _cad_labels(c: FakeCadvisor, name: str) -> dict:
+    return dict(zip(c.label_names, c.labels_for(name)))
+
+
+def test_cadvisor_scenarios_and_restart():
+    limit = 4 * 1024 ** 3
+    c = FakeCadvisor(memory_limit_bytes=limit, timestamps=False)
+    m = _cad_labels(c, "mistral")
+    healthy = c.exposition()
+    ratio = value(healthy, "container_memory_working_set_bytes", **m) / limit
+    assert ratio < 0.5
+    before = monotonic_samples(healthy)
+    c.set_scenario("memory_pressure")
+    c.advance(10)
+    text = c.exposition()
+    assert value(text, "container_memory_working_set_bytes", **m) / limit == pytest.approx(0.97, abs=0.001)
+    assert value(text, "container_spec_memory_limit_bytes", **m) == limit
+    assert value(text, "container_memory_usage_bytes", **m) >= value(text, "container_memory_working_set_bytes", **m)
+    g = _cad_labels(c, "grafana")
+    assert value(text, "container_memory_working_set_bytes", **g) / limit < 0.1
+    assert_monotonic(before, monotonic_samples(text))
+    cpu = lambda t: value(t, "container_cpu_usage_seconds_total", cpu="total", **m)  # noqa: E731
+    assert cpu(text) - cpu(healthy) == pytest.approx(15.0)
+    c.restart_process()  # cAdvisor restart: kernel counters keep going
+    assert cpu(c.exposition()) == pytest.approx(cpu(text))
+    c.set_start_time("mistral", 1_800_000_000)  # container restart
+    t2 = c.exposition()
+    assert value(t2, "container_start_time_seconds", **m) == 1_800_000_000
+    assert ("container_cpu_usage_seconds_total", frozenset(dict(m, cpu="total").items())) not in samples(t2)
+    c.advance(1)
+    assert cpu(c.exposition()) == pytest.approx(1.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# DCGM
+
+DCGM_HELP = {
+    "DCGM_FI_DEV_GPU_TEMP": "GPU temperature (in C).",
+    "DCGM_FI_DEV_POWER_USAGE": "Power draw (in W).",
+    "DCGM_FI_DEV_GPU_UTIL": "GPU utilization (in %).",
+    "DCGM_FI_DEV_XID_ERRORS": "Value of the last XID error encountered.",
+    "DCGM_FI_DEV_FB_FREE": "Framebuffer memory free (in MiB).",
+    "DCGM_FI_DEV_FB_USED": "Framebuffer memory used (in MiB).",
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": "Ratio of cycles the tensor (HMMA) pipe is active.",
+}
+DCGM_LINE = re.compile(
+    r'^(?P<name>DCGM_FI_\w+)\{gpu="(?P<gpu>\d+)",UUID="GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",'
+    r'pci_bus_id="[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.\d",device="nvidia(?P=gpu)",modelName="[^"]+",'
+    r'Hostname="[^"]+",DCGM_FI_DRIVER_VERSION="[^"]+"(?P<xid>,err_code="\d+",err_msg="[^"]+")?\} (?P<value>\S+)$'
+)
+
+
+def test_dcgm_exact():
+    d = FakeDcgm(gpus=2, fb_total_mib=81920)
+    d.start()
+    try:
+        text = scrape(d)
+    finally:
+        d.close()
+    assert list(help_lines(text).items()) == list(DCGM_HELP.items())  # field-id order
+    assert set(type_lines(text).values()) == {"gauge"}
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert len(lines) == 2 * len(DCGM_HELP) and "" not in lines
+    for ln in lines:
+        mt = DCGM_LINE.match(ln)
+        assert mt, ln
+        is_double = mt["name"] in ("DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE")
+        assert re.fullmatch(r"\d+\.\d{6}" if is_double else r"\d+", mt["value"]), ln
+        assert bool(mt["xid"]) == (mt["name"] == "DCGM_FI_DEV_XID_ERRORS")
+    assert 'err_code="0",err_msg="No Error"} 0' in text
+    fams = families(text)
+    assert {s.labels["gpu"] for s in fams["DCGM_FI_DEV_FB_USED"].samples} == {"0", "1"}
+    used, free = value(text, "DCGM_FI_DEV_FB_USED", **fams["DCGM_FI_DEV_FB_USED"].samples[0].labels), \
+        value(text, "DCGM_FI_DEV_FB_FREE", **fams["DCGM_FI_DEV_FB_FREE"].samples[0].labels)
+    assert used + free == 81920
+    assert "DCGM_FI_PROF" not in FakeDcgm(profiling=False).exposition()
+
+
+def test_dcgm_scenarios():
+    d = FakeDcgm(fb_total_mib=81920)
+    assert d.value("DCGM_FI_DEV_FB_USED") / 81920 < 0.9 and d.value("DCGM_FI_DEV_XID_ERRORS") == 0
+    d.set_scenario("gpu_memory_full")
+    d.advance(1)
+    assert d.value("DCGM_FI_DEV_FB_USED") / 81920 == pytest.approx(FakeDcgm.GPU_MEMORY_FULL_RATIO, abs=0.001)
+    assert d.value("DCGM_FI_DEV_FB_FREE") == 81920 - d.value("DCGM_FI_DEV_FB_USED")
+    d.set_scenario("xid_errors")
+    text = d.exposition()
+    assert re.search(r'^DCGM_FI_DEV_XID_ERRORS\{.*,err_code="79",err_msg="GPU has fallen off the bus"\} 79$', text, re.M)
+    families(text)  # parses
