@@ -48,3 +48,15 @@ def http_healthcheck(url: str, start_period: str = "30s", tool: str = "curl") ->
         retries=5,
         start_period=start_period,
     )
+
+
+def data_volume_options(parent, retain: bool) -> "pulumi.ResourceOptions":
+    """Options for a volume that holds data (TSDB, Grafana DB, model cache).
+
+    Where data is kept (prod by default), the volume survives `pulumi destroy` (retain_on_delete)
+    and is protected against an accidental replace or delete; the policy pack checks `protect`,
+    the one of the two a policy can see.
+    """
+    import pulumi
+
+    return pulumi.ResourceOptions(parent=parent, retain_on_delete=retain, protect=retain)

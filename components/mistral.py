@@ -11,7 +11,7 @@ import pulumi_docker as docker
 from llmstack import mistral as m
 from llmstack.config import MistralConfig
 
-from .common import container_labels, http_healthcheck, network_attachment, published_port, volume_labels, LOG_DRIVER, LOG_OPTS
+from .common import data_volume_options, container_labels, http_healthcheck, network_attachment, published_port, volume_labels, LOG_DRIVER, LOG_OPTS
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class MistralRs(pulumi.ComponentResource):
             f"{name}-model-cache",
             name=f"{args.container_name}-hf-cache",
             labels=volume_labels("mistral", args.env),
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data_on_delete),
+            opts=data_volume_options(self, args.retain_data_on_delete),
         )
 
         envs: list[pulumi.Input[str]] = []

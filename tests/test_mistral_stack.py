@@ -113,6 +113,7 @@ def test_prod_retains_data_volumes_on_delete(prod):
 
 def test_data_volume_is_retained_on_delete_in_prod_only(dev, prod):
     assert prod.opts("mistral-model-cache").retain_on_delete is True
+    assert prod.opts("mistral-model-cache").protect is True
     assert not dev.opts("mistral-model-cache").retain_on_delete
 
 
