@@ -65,6 +65,21 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     )
 
     # --- monitoring: Prometheus (issue 3) --------------------------------------------------
+    from components.prometheus import Prometheus, PrometheusArgs
+
+    prometheus = Prometheus(
+        "prometheus",
+        PrometheusArgs(
+            config=cfg,
+            network_name=network.name,
+            # The scrape target is whatever the MistralRs component says it serves.
+            mistral_metrics_host=mistral.metrics_host,
+            mistral_metrics_port=mistral.metrics_port,
+            mistral_metrics_path=mistral.metrics_path,
+        ),
+    )
+    pulumi.export("prometheusUrl", prometheus.url)
+
     # --- resource exporters: cAdvisor, DCGM (issue 6) ----------------------------------------
     exporters = {
         "cadvisor": Cadvisor(

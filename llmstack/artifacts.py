@@ -74,23 +74,34 @@ def _config_reference() -> str:
     return "\n".join(rows) + "\n"
 
 
-def replace_section(path: str, name: str, body: str) -> str:
-    """`path`'s text with the part between its `<!-- name:start -->`/`<!-- name:end -->` markers set to body."""
+def replace_section(text: str, name: str, body: str) -> str:
+    """`text` with the part between its `<!-- name:start -->`/`<!-- name:end -->` markers set to body."""
     import re
 
-    with open(os.path.join(ROOT, path)) as fh:
-        text = fh.read()
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f"{path} lacks the {start} ... {end} markers")
+        raise ValueError(f"README.md lacks the {start} ... {end} markers")
     return pattern.sub(lambda _: f"{start}\n{body}{end}", text)
+
+
+# Generated sections of README.md: marker name -> renderer of the section's body. Modules add theirs
+# with README_SECTIONS["name"] = fn; the README is rendered once with all of them.
+README_SECTIONS: dict[str, Callable[[], str]] = {"config-reference": lambda: _config_reference()}
+
+
+def _readme() -> str:
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        text = fh.read()
+    for name in sorted(README_SECTIONS):
+        text = replace_section(text, name, README_SECTIONS[name]())
+    return text
 
 
 # path -> renderer. Other modules add their artifacts here.
 ARTIFACTS: dict[str, Callable[[], str]] = {
     "Pulumi.yaml": _project_yaml,
-    "README.md": lambda: replace_section("README.md", "config-reference", _config_reference()),
+    "README.md": _readme,
 }
 
 

@@ -1,1 +1,2 @@
 """Imports every module that registers artifacts in llmstack.artifacts.ARTIFACTS."""
+from . import prometheus_artifacts  # noqa: F401  (assets/prometheus/<env>/..., README Prometheus section)

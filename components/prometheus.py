@@ -1,0 +1,119 @@
+"""Prometheus: pinned image, TSDB volume and a container running the rendered config and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from llmstack import prometheus as p
+from llmstack.config import StackConfig
+
+from .common import (
+    LOG_DRIVER,
+    LOG_OPTS,
+    container_labels,
+    data_volume_options,
+    http_healthcheck,
+    network_attachment,
+    published_port,
+    volume_labels,
+)
+
+
+@dataclass(frozen=True)
+class PrometheusArgs:
+    config: StackConfig
+    network_name: pulumi.Input[str]
+    # Where the MistralRs component serves its metrics on the stack network (its outputs).
+    mistral_metrics_host: pulumi.Input[str]
+    mistral_metrics_port: pulumi.Input[int]
+    mistral_metrics_path: pulumi.Input[str]
+
+
+class Prometheus(pulumi.ComponentResource):
+    """Prometheus scraping the stack, with the llm:* recording rules and the stack's alerts.
+
+    Config changes take effect by replacement: the provider uploads files only when it creates a
+    container (`uploads` forces a new container), so new config or rules mean a new container on the
+    same TSDB volume. A reload would need the files outside the container (a bind mount the provider
+    cannot write remotely) plus a POST to /-/reload after every change; replacement needs neither,
+    costs a few seconds of scrapes, and always runs exactly the rendered files.
+    """
+
+    url: pulumi.Output[str]  # on the host, from the publish address
+    internal_url: pulumi.Output[str]  # on the stack's Docker network
+
+    def __init__(self, name: str, args: PrometheusArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llmstack:index:Prometheus", name, None, opts)
+        cfg = args.config
+        prom = cfg.prometheus
+        container_name = cfg.container_name("prometheus")
+
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=prom.image,
+            keep_locally=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        # Mounted at the image's own data directory: Docker fills a new, empty volume with that
+        # directory's ownership (nobody, the user Prometheus runs as), so the TSDB is writable without
+        # running as root. Replacing the container keeps the data; on prod the volume is also retained on
+        # delete and protected.
+        tsdb = docker.Volume(
+            f"{name}-tsdb",
+            name=f"{container_name}-data",
+            labels=volume_labels("prometheus", cfg.env),
+            opts=data_volume_options(self, cfg.retain_data_on_delete),
+        )
+
+        prometheus_yml = pulumi.Output.all(args.mistral_metrics_host, args.mistral_metrics_port, args.mistral_metrics_path).apply(
+            lambda a: p.render_prometheus_yml(cfg, mistral_target=f"{a[0]}:{a[1]}", mistral_metrics_path=a[2])
+        )
+        uploads = [docker.ContainerUploadArgs(file=p.CONFIG_FILE, content=prometheus_yml)]
+        uploads += [
+            docker.ContainerUploadArgs(file=f"{p.CONFIG_DIR}/{p.RULES_SUBDIR}/{file_name}", content=text)
+            for file_name, text in sorted(p.render_rule_files(cfg).items())
+        ]
+
+        self.container = docker.Container(
+            f"{name}-container",
+            name=container_name,
+            image=image.image_id,
+            command=[
+                f"--config.file={p.CONFIG_FILE}",
+                f"--storage.tsdb.path={p.TSDB_PATH}",
+                f"--storage.tsdb.retention.time={prom.retention_time}",
+                f"--storage.tsdb.retention.size={prom.retention_size}",
+                # Lets an operator reload by hand (curl -X POST .../-/reload) after editing in place.
+                "--web.enable-lifecycle",
+            ],
+            uploads=uploads,
+            volumes=[docker.ContainerVolumeArgs(volume_name=tsdb.name, container_path=p.TSDB_PATH)],
+            network_mode="bridge",
+            networks_advanced=[network_attachment(args.network_name, [p.NETWORK_ALIAS])],
+            ports=[published_port(p.PORT, prom.publish_port, prom.publish_address)],
+            # busybox wget is in the image; /-/ready answers 200 once the TSDB is open and rules load.
+            healthcheck=http_healthcheck(f"http://127.0.0.1:{p.PORT}/-/ready", start_period="2m", tool="wget"),
+            restart="unless-stopped",
+            log_driver=LOG_DRIVER,
+            log_opts=LOG_OPTS,
+            labels=container_labels("prometheus", cfg.env, prom.publish_address),
+            # The fixed name, the published port and the TSDB lock allow one container at a time, so a
+            # replacement must remove the old container before it creates the new one.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+        self.url = pulumi.Output.from_input(f"http://{prom.publish_address}:{prom.publish_port}")
+        self.internal_url = pulumi.Output.from_input(f"http://{p.NETWORK_ALIAS}:{p.PORT}")
+        self.register_outputs(
+            {
+                "url": self.url,
+                "internal_url": self.internal_url,
+                "container_name": self.container.name,
+                "tsdb_volume": tsdb.name,
+            }
+        )

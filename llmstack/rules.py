@@ -1,0 +1,285 @@
+"""The single source of truth for the stack's recording and alerting rules.
+
+Recording rules come from the engine mappings (llmstack/engines.py): one record per signal per
+engine, labels `engine`, `env`, `instance`, `model` preserved. Alerts are written once, here, over
+those shared-schema series, so every engine that has a signal gets the alert. The Prometheus rule
+files (llmstack/prometheus.py), the Grafana rules (llmstack/grafana_alerting.py), the runbooks'
+anchors, the promtool coverage test and the README tables all read `alert_rules()`.
+
+Choosing `for` (default 15 s scrape and evaluation intervals; measured with promtool, see the
+README): critical alerts fire within 3 minutes of a sustained breach, and no alert fires on a spike
+shorter than its `for`. Rates and quantiles over 5 minutes remember a spike for 5 minutes, so the
+latency, TTFT and error-ratio alerts also require the 1-minute twin of their signal to breach; it
+lets go about a minute after the spike ends.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from . import engines, schema
+from .config import StackConfig
+
+# Where the runbooks live; every alert links to its own section (anchor = lower-cased alert name).
+RUNBOOK_URL_BASE = "https://github.com/example/llmstack/blob/main/docs/runbooks.md"
+
+ALERT_GROUP = "llm-alerts"
+BY = engines.BY
+
+# Series every Prometheus has whatever it scrapes: per-target series and the alert state.
+# Entries with `*` are fnmatch patterns over metric names.
+_BUILTIN_SERIES = frozenset({"up", "scrape_*", "ALERTS", "ALERTS_FOR_STATE"})
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str  # alertname, CamelCase, e.g. "LLMHighRequestLatencyCritical"
+    expr: str  # PromQL over shared-schema series (so every engine gets the alert)
+    for_: str  # Prometheus duration
+    severity: str  # "critical" | "warning" | "none" (Watchdog only)
+    summary: str
+    description: str  # may use {{ $labels.x }} / {{ $value }} templates
+    runbook_url: str
+    labels: Mapping[str, str] = field(default_factory=dict)  # extra static labels, severity included
+
+    def prometheus_rule(self) -> dict:
+        rule = {
+            "alert": self.name,
+            "expr": self.expr,
+            "labels": dict(self.labels),
+            "annotations": {"summary": self.summary, "description": self.description, "runbook_url": self.runbook_url},
+        }
+        if self.for_ not in ("0s", "0m", ""):
+            rule["for"] = self.for_
+        return rule
+
+
+def runbook_url(alertname: str) -> str:
+    # GitHub's anchor for a `## AlertName` heading is the lower-cased heading.
+    return f"{RUNBOOK_URL_BASE}#{alertname.lower()}"
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> AlertRule:
+    return AlertRule(
+        name=name,
+        expr=expr,
+        for_=for_,
+        severity=severity,
+        summary=summary,
+        description=description,
+        runbook_url=runbook_url(name),
+        labels={"severity": severity},
+    )
+
+
+def _ratio(percent: int) -> str:
+    return f"{percent / 100:g}"
+
+
+def _both_windows(long: schema.Signal, short: schema.Signal, threshold: str) -> str:
+    """`long > threshold` while its short-window twin agrees; the alert's value is the long one."""
+    return f"{long.name} > {threshold} and on ({BY}) {short.name} > {threshold}"
+
+
+_WHERE = "{{ $labels.engine }} serving {{ $labels.model }} on {{ $labels.instance }} ({{ $labels.env }})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Alert definitions. Add new ones to alert_rules() (issue 6: resource alerts) with promtool tests.
+# ---------------------------------------------------------------------------------------------
+
+
+def _latency_alerts(cfg: StackConfig) -> list[AlertRule]:
+    t = cfg.thresholds
+    out = []
+    for severity, seconds, for_ in (
+        ("warning", t.latency_p95_warning_seconds, "5m"),
+        ("critical", t.latency_p95_critical_seconds, "2m"),
+    ):
+        out.append(
+            _alert(
+                f"LLMHighRequestLatency{severity.capitalize()}",
+                _both_windows(schema.LATENCY_P95, engines.LATENCY_P95_1M, str(seconds)),
+                for_,
+                severity,
+                f"p95 request latency above {seconds}s on {{{{ $labels.instance }}}}",
+                f"The 95th percentile end-to-end request latency of {_WHERE} is "
+                f"{{{{ $value | humanizeDuration }}}} over 5 minutes, above the {severity} threshold of {seconds}s "
+                f"(and above it over the last minute too).",
+            )
+        )
+    return out
+
+
+def _ttft_alert(cfg: StackConfig) -> AlertRule:
+    seconds = cfg.thresholds.ttft_p95_warning_seconds
+    return _alert(
+        "LLMHighTimeToFirstToken",
+        _both_windows(schema.TTFT_P95, engines.TTFT_P95_1M, str(seconds)),
+        "5m",
+        "warning",
+        f"p95 time to first token above {seconds}s on {{{{ $labels.instance }}}}",
+        f"The 95th percentile time to first token of streamed requests to {_WHERE} is "
+        f"{{{{ $value | humanizeDuration }}}} over 5 minutes, above the warning threshold of {seconds}s. "
+        "Requests wait in the queue or prefill is slow.",
+    )
+
+
+def _error_alerts(cfg: StackConfig) -> list[AlertRule]:
+    t = cfg.thresholds
+    out = []
+    for severity, percent, for_ in (
+        ("warning", t.error_ratio_warning_percent, "5m"),
+        ("critical", t.error_ratio_critical_percent, "1m"),
+    ):
+        out.append(
+            _alert(
+                f"LLMHighErrorRatio{severity.capitalize()}",
+                _both_windows(schema.ERROR_RATIO, engines.ERROR_RATIO_1M, _ratio(percent)),
+                for_,
+                severity,
+                f"More than {percent}% of inference requests fail on {{{{ $labels.instance }}}}",
+                f"{{{{ $value | humanizePercentage }}}} of the inference requests to {_WHERE} ended in a 5xx "
+                f"over 5 minutes, above the {severity} threshold of {percent}% (and over the last minute too).",
+            )
+        )
+    return out
+
+
+def _queue_alert(cfg: StackConfig) -> AlertRule:
+    for_ = cfg.thresholds.queue_saturation_for
+    on = f"on ({BY})"
+    return _alert(
+        "LLMQueueSaturated",
+        f"{schema.QUEUE_DEPTH.name} > 0 and {on} ({schema.RUNNING.name} >= {on} {schema.CAPACITY.name})",
+        for_,
+        "warning",
+        "Requests are queueing on {{ $labels.instance }}: every sequence slot is busy",
+        f"{{{{ $value }}}} requests wait for a sequence slot on {_WHERE} while every slot is running, "
+        f"and it has stayed that way for {for_}. Latency grows with the queue.",
+    )
+
+
+def _kv_cache_alerts(cfg: StackConfig) -> list[AlertRule]:
+    t = cfg.thresholds
+    out = []
+    for severity, percent, for_ in (
+        ("warning", t.kv_cache_warning_percent, "5m"),
+        ("critical", t.kv_cache_critical_percent, "2m"),
+    ):
+        out.append(
+            _alert(
+                f"LLMKVCacheExhaustion{severity.capitalize()}",
+                f"{schema.KV_CACHE_UTILISATION.name} > {_ratio(percent)}",
+                for_,
+                severity,
+                f"KV cache more than {percent}% full on {{{{ $labels.instance }}}}",
+                f"{{{{ $value | humanizePercentage }}}} of the KV-cache blocks of {_WHERE} are in use, above the "
+                f"{severity} threshold of {percent}%. New sequences wait and running ones get preempted.",
+            )
+        )
+    return out
+
+
+def _preemption_alert(cfg: StackConfig) -> AlertRule:
+    return _alert(
+        "LLMSequencesPreempted",
+        f"{schema.PREEMPTIONS_RATE.name} > 0",
+        "10m",
+        "warning",
+        "Sequences keep being preempted on {{ $labels.instance }}",
+        f"{_WHERE} has preempted running sequences for lack of KV cache in every 5-minute window for 10 minutes "
+        "({{ printf \"%.3g\" $value }} per second now). Preempted sequences are recomputed, which wastes GPU time.",
+    )
+
+
+def _target_alerts(cfg: StackConfig) -> list[AlertRule]:
+    jobs = engines.engine_jobs(cfg)
+    job_regex = "|".join(jobs)
+    absent = " or ".join(f'absent(up{{job="{job}", env="{cfg.env}"}})' for job in jobs)
+    return [
+        _alert(
+            "LLMTargetDown",
+            f'up{{job=~"{job_regex}"}} == 0',
+            "2m",
+            "critical",
+            "Prometheus cannot scrape {{ $labels.job }} on {{ $labels.instance }}",
+            "The {{ $labels.job }} target {{ $labels.instance }} ({{ $labels.env }}) has failed every scrape "
+            "for 2 minutes: the inference server is down, restarting, still loading its model, or unreachable.",
+        ),
+        _alert(
+            "LLMTargetAbsent",
+            absent,
+            "2m",
+            "critical",
+            "Prometheus has no {{ $labels.job }} target in {{ $labels.env }}",
+            "There is no up series for the {{ $labels.job }} job in {{ $labels.env }}: Prometheus is not "
+            "configured to scrape it, so nothing about it is monitored or alerted on.",
+        ),
+    ]
+
+
+def _watchdog(cfg: StackConfig) -> AlertRule:
+    return _alert(
+        "Watchdog",
+        "vector(1)",
+        "0s",
+        "none",
+        "Alerting pipeline heartbeat (always firing)",
+        "This alert always fires. If it stops arriving, rule evaluation or alert delivery is broken.",
+    )
+
+
+def alert_rules(cfg: StackConfig) -> list[AlertRule]:
+    """Every alert the stack defines, in a stable order."""
+    return [
+        *_latency_alerts(cfg),
+        _ttft_alert(cfg),
+        *_error_alerts(cfg),
+        _queue_alert(cfg),
+        *_kv_cache_alerts(cfg),
+        _preemption_alert(cfg),
+        *_target_alerts(cfg),
+        _watchdog(cfg),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus rule groups
+# ---------------------------------------------------------------------------------------------
+
+
+def recording_groups(cfg: StackConfig) -> list[dict]:
+    """One group per engine mapping, one record per signal it provides."""
+    return [
+        {
+            "name": f"llm-schema-{m.name}",
+            "rules": [{"record": signal.name, "expr": expr} for signal, expr in m.signals.items()],
+        }
+        for m in engines.mappings(cfg)
+    ]
+
+
+def alerting_groups(cfg: StackConfig) -> list[dict]:
+    return [{"name": ALERT_GROUP, "rules": [a.prometheus_rule() for a in alert_rules(cfg)]}]
+
+
+def produced_series(cfg: StackConfig) -> set[str]:
+    """Every metric name this stack's Prometheus holds: scraped series left after relabelling and
+    dropping, recording rule names, and the built-in ones. Entries with `*` are fnmatch patterns."""
+    # prometheus.py imports this module for the rule files, so import it here, when needed.
+    from .prometheus import scrape_jobs
+
+    names = set(_BUILTIN_SERIES)
+    for job in scrape_jobs(cfg):
+        names |= job.series
+    for group in recording_groups(cfg):
+        names |= {rule["record"] for rule in group["rules"]}
+    return names
+
+
+def is_produced(metric: str, produced: set[str]) -> bool:
+    """Whether `metric` is one of `produced` (names or fnmatch patterns)."""
+    return metric in produced or any(fnmatch.fnmatchcase(metric, p) for p in produced if "*" in p)
