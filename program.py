@@ -93,6 +93,17 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             ExporterArgs(cfg.exporters.dcgm_image, cfg.env, network.name, cfg.container_name("dcgm-exporter")),
         )
     # --- Grafana, dashboards and alerting (issue 4) -----------------------------------------
+    from components.grafana import Grafana, GrafanaArgs
+    from llmstack.schema import TARGETS
+
+    prometheus_alias, prometheus_port, _ = TARGETS["prometheus"]
+    grafana = Grafana(
+        "grafana",
+        GrafanaArgs(config=cfg, network_name=network.name, prometheus_url=f"http://{prometheus_alias}:{prometheus_port}"),
+    )
+    pulumi.export("grafanaUrl", grafana.url)
+    if grafana.admin_password is not None:
+        pulumi.export("grafanaAdminPassword", grafana.admin_password)
 
     pulumi.export("env", cfg.env)
     pulumi.export("mistralModelId", mistral.model_id)

@@ -1,0 +1,251 @@
+"""Grafana alerting as plain data: the rule group, contact points, mute timing and notification policy.
+
+Why Grafana rules at all: contact points and notification policies belong to Grafana's built-in
+Alertmanager, which only receives Grafana-managed alerts; Prometheus cannot post to it
+(grafana/grafana#50150). So for every Prometheus alert in llmstack.rules there is exactly one
+Grafana rule that *forwards* it: it queries `ALERTS{alertname="<name>", alertstate="firing"}` and
+fires while Prometheus fires, carrying the alert's labels and annotations. Prometheus stays the only
+evaluator (thresholds and `for` live in one place), and the Grafana rule has `for: 0s` so it adds
+no delay beyond one Grafana evaluation.
+
+Everything here is a pure function of the typed config and the alert definitions. The results use
+the provider's Python argument names (pulumiverse_grafana 2.44: alerting.RuleGroupRuleArgs,
+ContactPoint*Args, NotificationPolicyPolicyArgs, MuteTimingIntervalArgs), so components/alerting.py
+only turns them into resources. Secret values (webhook URLs, keys) are passed through `secret`, a
+callable the component supplies (pulumi.Output.secret); here they stay opaque.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from .config import StackConfig
+from .dashboards import DATASOURCE_UID, FOLDER_UID
+
+# Grafana's id for server-side expressions (math, reduce, threshold) in a rule's data
+# (pulumiverse/pulumi-grafana#220; "-100" is the legacy spelling).
+EXPRESSION_DATASOURCE_UID = "__expr__"
+RULE_GROUP_NAME = "llmstack-forwarded-prometheus-alerts"
+WATCHDOG = "Watchdog"
+QUERY_REF, CONDITION_REF = "A", "B"
+# Grafana's scheduler runs every 10 s and rejects a rule group interval that is not a multiple of
+# it (pkg/services/ngalert/api: "rule evaluation interval ... should be multiple of the base interval").
+GRAFANA_BASE_INTERVAL_SECONDS = 10
+# How far back the forwarding query looks. It is an instant query, so this only bounds the lookup.
+QUERY_WINDOW_SECONDS = 600
+
+# Labels the Grafana rule instances are grouped by in notifications.
+GROUP_BY = ["alertname", "severity"]
+
+
+def _duration_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text))
+
+
+def rule_group_interval_seconds(cfg: StackConfig) -> int:
+    """Prometheus's evaluation interval, rounded up to a multiple of Grafana's 10 s scheduler tick."""
+    seconds = _duration_seconds(cfg.prometheus.evaluation_interval)
+    ticks = max(1, math.ceil(seconds / GRAFANA_BASE_INTERVAL_SECONDS))
+    return ticks * GRAFANA_BASE_INTERVAL_SECONDS
+
+
+def forwarding_expr(alertname: str) -> str:
+    return f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'
+
+
+# Prometheus template parts Grafana cannot render for a forwarded alert: `$value` would be the
+# ALERTS sample (always 1), and $externalLabels/$externalURL do not exist in Grafana templates.
+_PROMETHEUS_ONLY_TEMPLATE = re.compile(r"\{\{[^{}]*\$(?:value|externalLabels|externalURL)\b[^{}]*\}\}")
+VALUE_PLACEHOLDER = "(value: see the Prometheus alert)"
+
+
+def grafana_annotation(text: str) -> str:
+    """A Prometheus annotation as a Grafana template: `{{ $labels.x }}` works in both, `$value` does not."""
+    return _PROMETHEUS_ONLY_TEMPLATE.sub(VALUE_PLACEHOLDER, text)
+
+
+def _model(model: dict) -> str:
+    # The provider wants the model as a JSON string; intervalMs/maxDataPoints are what Grafana
+    # fills in on read, so leaving them out makes a permanent diff (grafana/terraform-provider-grafana#948).
+    return json.dumps({"intervalMs": 1000, "maxDataPoints": 43200, **model}, sort_keys=True)
+
+
+def rule_spec(alert: Any) -> dict:
+    """One Grafana rule forwarding the Prometheus alert `alert` (an llmstack.rules.AlertRule)."""
+    watchdog = alert.name == WATCHDOG
+    query = {
+        "refId": QUERY_REF,
+        "datasource": {"type": "prometheus", "uid": DATASOURCE_UID},
+        "expr": forwarding_expr(alert.name),
+        "instant": True,
+        "range": False,
+    }
+    threshold = {
+        "refId": CONDITION_REF,
+        "datasource": {"type": EXPRESSION_DATASOURCE_UID, "uid": EXPRESSION_DATASOURCE_UID},
+        "type": "threshold",
+        "expression": QUERY_REF,
+        "conditions": [{"evaluator": {"type": "gt", "params": [0]}}],
+    }
+    annotations = {
+        "summary": grafana_annotation(alert.summary),
+        "description": grafana_annotation(alert.description),
+        "runbook_url": alert.runbook_url,
+    }
+    return {
+        "name": alert.name,
+        "condition": CONDITION_REF,
+        # Prometheus already waited for the alert's own `for`; waiting again would only delay it.
+        "for_": "0s",
+        # A resolved alert leaves no ALERTS series: no data means "not firing". Except for the
+        # Watchdog, which always fires: no data there means the pipeline behind it went silent.
+        "no_data_state": "Alerting" if watchdog else "OK",
+        # Grafana cannot query Prometheus: raise Grafana's own DatasourceError alert.
+        "exec_err_state": "Error",
+        "labels": {**dict(alert.labels), "severity": alert.severity},
+        "annotations": annotations,
+        "datas": [
+            {
+                "ref_id": QUERY_REF,
+                "datasource_uid": DATASOURCE_UID,
+                "relative_time_range": {"from_": QUERY_WINDOW_SECONDS, "to": 0},
+                "model": _model(query),
+            },
+            {
+                "ref_id": CONDITION_REF,
+                "datasource_uid": EXPRESSION_DATASOURCE_UID,
+                "relative_time_range": {"from_": 0, "to": 0},
+                "model": _model(threshold),
+            },
+        ],
+    }
+
+
+def rule_group_spec(cfg: StackConfig, alerts: Optional[Sequence[Any]] = None) -> dict:
+    """The RuleGroup's arguments: one forwarding rule per Prometheus alert, in the folder."""
+    if alerts is None:
+        from .rules import alert_rules
+
+        alerts = alert_rules(cfg)
+    names = [a.name for a in alerts]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        # ALERTS{alertname=...} could not tell them apart, and Grafana needs unique titles.
+        raise ValueError(f"alert names must be unique to be forwarded, duplicated: {duplicates}")
+    return {
+        "name": RULE_GROUP_NAME,
+        "folder_uid": FOLDER_UID,
+        "interval_seconds": rule_group_interval_seconds(cfg),
+        "rules": [rule_spec(a) for a in sorted(alerts, key=lambda a: a.name)],
+    }
+
+
+# --- contact points and routing --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContactPointSpec:
+    key: str  # "work", "page" or "heartbeat"
+    name: str
+    # Integration blocks, by the ContactPoint argument names (emails, slacks, webhooks, pagerduties).
+    integrations: dict
+
+    @property
+    def secret_blocks(self) -> list[str]:
+        """Blocks that carry credentials (for additional_secret_outputs; emails carry none)."""
+        return sorted(k for k in self.integrations if k != "emails")
+
+
+def _webhook(cfg: StackConfig, secret: Callable[[Any], Any]) -> dict:
+    a = cfg.alerting
+    hook: dict = {"url": secret(a.webhook_url)}
+    if a.webhook_user:
+        hook["basic_auth_user"] = a.webhook_user
+    if a.webhook_password is not None:
+        hook["basic_auth_password"] = secret(a.webhook_password)
+    return hook
+
+
+def contact_point_specs(cfg: StackConfig, secret: Callable[[Any], Any] = lambda v: v) -> list[ContactPointSpec]:
+    """The contact points the config asks for.
+
+    work      Slack, e-mail and the webhook, whichever are set: warnings (and critical alerts too)
+    page      PagerDuty, when a key is set: critical alerts
+    heartbeat the webhook alone, when set: the Watchdog's heartbeat, so a dead-man's switch behind
+              the webhook notices when the heartbeats stop
+    """
+    a = cfg.alerting
+    prefix = f"llmstack-{cfg.env}"
+    work: dict = {}
+    if a.slack_url is not None:
+        slack: dict = {"url": secret(a.slack_url)}
+        if a.slack_channel:
+            slack["recipient"] = a.slack_channel
+        work["slacks"] = [slack]
+    if a.email_addresses:
+        work["emails"] = [{"addresses": list(a.email_addresses), "single_email": True}]
+    if a.webhook_url is not None:
+        work["webhooks"] = [_webhook(cfg, secret)]
+    specs = []
+    if work:
+        specs.append(ContactPointSpec("work", f"{prefix}-work", work))
+    if a.pagerduty_key is not None:
+        specs.append(ContactPointSpec("page", f"{prefix}-page", {"pagerduties": [{"integration_key": secret(a.pagerduty_key), "severity": "critical"}]}))
+    if a.webhook_url is not None:
+        specs.append(ContactPointSpec("heartbeat", f"{prefix}-heartbeat", {"webhooks": [_webhook(cfg, secret)]}))
+    if not specs:
+        raise ValueError("no contact point configured; config validation should have refused this")
+    return specs
+
+
+def mute_timing_name(cfg: StackConfig) -> str:
+    return f"llmstack-{cfg.env}-always"
+
+
+def needs_mute_timing(cfg: StackConfig) -> bool:
+    """Without a webhook the Watchdog's heartbeat has nowhere useful to go, so it is muted."""
+    return cfg.alerting.webhook_url is None
+
+
+def _match(label: str, op: str, value: str) -> dict:
+    return {"label": label, "match": op, "value": value}
+
+
+def notification_policy_spec(cfg: StackConfig) -> dict:
+    """The whole notification policy tree (the provider's NotificationPolicy is a singleton).
+
+    Routes, first match wins unless `continue_`:
+      1. the Watchdog firing (its ALERTS series carries alertstate="firing") -> heartbeat, or muted
+      2. the Watchdog without that label: the no-data instance, i.e. the pipeline went silent -> page
+      3. severity=critical -> page (and on to 4 when paging is a separate contact point)
+      4. severity=critical|warning -> work
+      default -> work (severity none, Grafana's DatasourceError for none-severity rules)
+    """
+    names = {s.key: s.name for s in contact_point_specs(cfg)}
+    work = names.get("work", names.get("page"))
+    page = names.get("page", work)
+    a = cfg.alerting
+    heartbeat: dict = {"matchers": [_match("alertname", "=", WATCHDOG), _match("alertstate", "=", "firing")]}
+    if "heartbeat" in names:
+        # A heartbeat is only useful if it repeats often; group_interval is the shortest Grafana allows.
+        heartbeat.update(contact_point=names["heartbeat"], group_wait="0s", repeat_interval=a.group_interval)
+    else:
+        heartbeat.update(contact_point=work, mute_timings=[mute_timing_name(cfg)])
+    policies = [
+        heartbeat,
+        {"matchers": [_match("alertname", "=", WATCHDOG)], "contact_point": page, "group_wait": "0s"},
+        {"matchers": [_match("severity", "=", "critical")], "contact_point": page, "continue_": page != work},
+        {"matchers": [_match("severity", "=~", "critical|warning")], "contact_point": work},
+    ]
+    return {
+        "contact_point": work,
+        "group_bies": GROUP_BY,
+        "group_wait": a.group_wait,
+        "group_interval": a.group_interval,
+        "repeat_interval": a.repeat_interval,
+        "policies": policies,
+    }
