@@ -112,7 +112,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pulumi.Output.concat("http://", mistral.metrics_host, ":", mistral.metrics_port.apply(str), mistral.metrics_path),
     )
     pulumi.export("mistralApiUrl", f"http://{cfg.mistral.publish_address}:{cfg.mistral.publish_port}/v1")
-    return {"network": network, "mistral": mistral, **exporters}
+    return {"network": network, "mistral": mistral, "prometheus": prometheus, "grafana": grafana, **exporters}
 
 
 def main() -> dict[str, Any]:

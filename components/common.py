@@ -60,3 +60,16 @@ def data_volume_options(parent, retain: bool) -> "pulumi.ResourceOptions":
     import pulumi
 
     return pulumi.ResourceOptions(parent=parent, retain_on_delete=retain, protect=retain)
+
+
+def container_options(parent, secret_outputs: Sequence[str] = ()) -> "pulumi.ResourceOptions":
+    """Options every stack container shares.
+
+    Containers have fixed names and published ports, and the data ones hold a volume lock, so only one
+    can exist at a time: a replacement must remove the old container before it creates the new one.
+    """
+    import pulumi
+
+    return pulumi.ResourceOptions(
+        parent=parent, delete_before_replace=True, additional_secret_outputs=list(secret_outputs) or None
+    )

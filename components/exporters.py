@@ -11,7 +11,7 @@ import pulumi_docker as docker
 
 from llmstack.schema import TARGETS
 
-from .common import LOG_DRIVER, LOG_OPTS, container_labels, http_healthcheck, network_attachment
+from .common import LOG_DRIVER, LOG_OPTS, container_labels, container_options, http_healthcheck, network_attachment
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Cadvisor(pulumi.ComponentResource):
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
             labels=container_labels("cadvisor", args.env),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=container_options(self),
         )
         self.register_outputs({"container_name": self.container.name})
 
@@ -78,6 +78,6 @@ class DcgmExporter(pulumi.ComponentResource):
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
             labels=container_labels("dcgm-exporter", args.env),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=container_options(self),
         )
         self.register_outputs({"container_name": self.container.name})

@@ -17,7 +17,7 @@ from llmstack.config import StackConfig
 from llmstack.schema import TARGETS
 
 from .alerting import GrafanaAlerting, GrafanaAlertingArgs
-from .common import LOG_DRIVER, LOG_OPTS, container_labels, data_volume_options, http_healthcheck, network_attachment, published_port, volume_labels
+from .common import LOG_DRIVER, LOG_OPTS, container_labels, container_options, data_volume_options, http_healthcheck, network_attachment, published_port, volume_labels
 
 DATA_PATH = "/var/lib/grafana"  # GF_PATHS_DATA in the official image
 HEALTH_PATH = "/api/health"
@@ -157,5 +157,5 @@ class Grafana(pulumi.ComponentResource):
             log_opts=LOG_OPTS,
             labels=container_labels("grafana", cfg.env, g.publish_address),
             # The admin password is in the env vars.
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["envs"]),
+            opts=container_options(self, secret_outputs=["envs"]),
         )

@@ -11,7 +11,7 @@ import pulumi_docker as docker
 from llmstack import mistral as m
 from llmstack.config import MistralConfig
 
-from .common import data_volume_options, container_labels, http_healthcheck, network_attachment, published_port, volume_labels, LOG_DRIVER, LOG_OPTS
+from .common import container_options, data_volume_options, container_labels, http_healthcheck, network_attachment, published_port, volume_labels, LOG_DRIVER, LOG_OPTS
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class MistralRs(pulumi.ComponentResource):
             log_opts=LOG_OPTS,
             labels=container_labels("mistral", args.env, cfg.publish_address),
             # The env var carries the HF token, so keep it out of state in plaintext.
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["envs"]),
+            opts=container_options(self, secret_outputs=["envs"]),
         )
 
         self.metrics_host = pulumi.Output.from_input(m.NETWORK_ALIAS)

@@ -15,6 +15,7 @@ from .common import (
     LOG_DRIVER,
     LOG_OPTS,
     container_labels,
+    container_options,
     data_volume_options,
     http_healthcheck,
     network_attachment,
@@ -102,9 +103,7 @@ class Prometheus(pulumi.ComponentResource):
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
             labels=container_labels("prometheus", cfg.env, prom.publish_address),
-            # The fixed name, the published port and the TSDB lock allow one container at a time, so a
-            # replacement must remove the old container before it creates the new one.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=container_options(self),
         )
 
         self.url = pulumi.Output.from_input(f"http://{prom.publish_address}:{prom.publish_port}")

@@ -122,3 +122,11 @@ def test_children_are_parented_to_the_component(dev):
         assert dev.parent_of(child) == "mistral"
     assert dev.options["mistral"][0] == "llmstack:index:MistralRs"
     assert "envs" in dev.opts("mistral-container").additional_secret_outputs
+
+
+def test_every_container_is_replaced_delete_first(prod):
+    # fixed names and host ports: create-before-delete would collide with the old container
+    names = [r.name for r in prod.of_type(CONTAINER)]
+    assert {"mistral-container", "prometheus-container", "grafana-container", "cadvisor-container", "dcgm-container"} <= set(names)
+    for name in names:
+        assert prod.opts(name).delete_before_replace is True, name
