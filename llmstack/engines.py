@@ -7,10 +7,10 @@ job's relabelling). Everything else derives from these mappings:
 - llmstack/rules.py records one series per signal per mapping, and writes its alerts over the
   shared names only, so every engine with the signal gets the alert;
 - llmstack/prometheus.py keeps exactly the raw metrics the mappings read and drops the rest;
-- the README's recording-rule table comes from here.
+- the README's recording-rule table and its signal-by-signal engine table come from here.
 
-Adding an engine or exporter (Ollama, vLLM, DCGM, ...) means writing one more mapping function and
-listing it in `_BUILDERS`; no rule, alert, keep-list or dashboard is edited by hand.
+Adding an engine or exporter (vLLM, another Ollama exporter, ...) means writing one more mapping
+function and listing it in `_BUILDERS`; no rule, alert, keep-list or dashboard is edited by hand.
 
 Conventions every expression follows, so the rest can rely on them:
 - every raw selector names its metric and its job: `metric{job="...", ...}`; `raw_metrics` reads the
@@ -66,11 +66,68 @@ class EngineMapping:
     caveats: Mapping[Signal, str] = field(default_factory=dict)
     # Whether this stack scrapes the engine at all (the target-absent alert only watches those).
     enabled: Callable[[StackConfig], bool] = lambda cfg: True
+    # Where the raw metrics come from, for the README (the engine itself, or which exporter).
+    source: str = ""
 
     @property
     def raw_metrics(self) -> frozenset[str]:
         """Every stored metric name the expressions read: the job's keep-list."""
         return frozenset(name for expr in self.signals.values() for name in _SELECTOR_RE.findall(expr))
+
+
+@dataclass(frozen=True)
+class _Promql:
+    """PromQL over one job's stored series, written the way the conventions above require."""
+
+    job: str
+
+    def sel(self, metric: str, *matchers: str) -> str:
+        return metric + "{" + ", ".join((f'job="{self.job}"',) + matchers) + "}"
+
+    def by(self, expr: str) -> str:
+        return f"sum by ({BY}) ({expr})"
+
+    def rate(self, metric: str, window: str, *matchers: str) -> str:
+        return self.by(f"rate({self.sel(metric, *matchers)}[{window}])")
+
+    def quantile(self, q: float, histogram: str, window: str, *matchers: str) -> str:
+        return f"histogram_quantile({q}, sum by (le, {BY}) (rate({self.sel(histogram + '_bucket', *matchers)}[{window}])))"
+
+
+# Building blocks shared by engines whose HTTP metrics look alike (mistral.rs, the seed naming).
+_SERVER_ERROR = 'status=~"5.."'
+
+
+def _request_signals(p: _Promql, requests_total: str, *matchers: str) -> dict[Signal, str]:
+    """Request and 5xx rates from an HTTP counter with a `status` label."""
+
+    def requests(window: str) -> str:
+        return p.rate(requests_total, window, *matchers)
+
+    def errors(window: str) -> str:
+        # The 5xx series only exists after the first 5xx; until then the rate is 0, not missing.
+        return f"({p.rate(requests_total, window, *matchers, _SERVER_ERROR)} or {requests(window)} * 0)"
+
+    def error_ratio(window: str) -> str:
+        return f"{errors(window)} / {requests(window)}"
+
+    return {
+        schema.REQUESTS_RATE: requests(WINDOW),
+        schema.ERRORS_RATE: errors(WINDOW),
+        schema.ERROR_RATIO: error_ratio(WINDOW),
+        ERROR_RATIO_1M: error_ratio(SHORT_WINDOW),
+    }
+
+
+def _latency_signals(p: _Promql, histogram: str, *matchers: str) -> dict[Signal, str]:
+    """Mean and quantiles of end-to-end request latency from a seconds histogram."""
+    return {
+        schema.LATENCY_AVG: f"{p.rate(histogram + '_sum', WINDOW, *matchers)} / {p.rate(histogram + '_count', WINDOW, *matchers)}",
+        schema.LATENCY_P50: p.quantile(0.5, histogram, WINDOW, *matchers),
+        schema.LATENCY_P95: p.quantile(0.95, histogram, WINDOW, *matchers),
+        schema.LATENCY_P99: p.quantile(0.99, histogram, WINDOW, *matchers),
+        LATENCY_P95_1M: p.quantile(0.95, histogram, SHORT_WINDOW, *matchers),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,52 +149,23 @@ MISTRAL_HTTP_METRICS = (
 )
 # Inference traffic: the OpenAI/Anthropic-compatible API routes (`path` is the route pattern).
 _API = 'path=~"/v1/.*"'
-_SERVER_ERROR = 'status=~"5.."'
 
 
 def _mistralrs(cfg: StackConfig) -> EngineMapping:
-    def sel(metric: str, *matchers: str) -> str:
-        return metric + "{" + ", ".join((f'job="{MISTRAL_JOB}"',) + matchers) + "}"
-
-    def by(expr: str) -> str:
-        return f"sum by ({BY}) ({expr})"
-
-    def rate(metric: str, window: str, *matchers: str) -> str:
-        return by(f"rate({sel(metric, *matchers)}[{window}])")
-
-    def quantile(q: float, histogram: str, window: str) -> str:
-        return f"histogram_quantile({q}, sum by (le, {BY}) (rate({sel(histogram + '_bucket', _API)}[{window}])))"
-
-    requests_total = "mistral_http_requests_total"
+    p = _Promql(MISTRAL_JOB)
+    sel, by, rate = p.sel, p.by, p.rate
     duration = "mistral_http_request_duration_seconds"
     ttft = "mistralrs_time_to_first_token_seconds"
     itl = "mistralrs_inter_token_latency_seconds"
 
-    def requests(window: str) -> str:
-        return rate(requests_total, window, _API)
-
-    def errors(window: str) -> str:
-        # The 5xx series only exists after the first 5xx; until then the rate is 0, not missing.
-        return f"({rate(requests_total, window, _API, _SERVER_ERROR)} or {requests(window)} * 0)"
-
-    def error_ratio(window: str) -> str:
-        return f"{errors(window)} / {requests(window)}"
-
     kv_total = by(sel("mistralrs_kv_cache_blocks_total"))
     lookups = rate("mistralrs_prefix_cache_lookups_total", WINDOW)
     signals = {
-        schema.REQUESTS_RATE: requests(WINDOW),
-        schema.ERRORS_RATE: errors(WINDOW),
-        schema.ERROR_RATIO: error_ratio(WINDOW),
-        ERROR_RATIO_1M: error_ratio(SHORT_WINDOW),
-        schema.LATENCY_AVG: f"{rate(duration + '_sum', WINDOW, _API)} / {rate(duration + '_count', WINDOW, _API)}",
-        schema.LATENCY_P50: quantile(0.5, duration, WINDOW),
-        schema.LATENCY_P95: quantile(0.95, duration, WINDOW),
-        schema.LATENCY_P99: quantile(0.99, duration, WINDOW),
-        LATENCY_P95_1M: quantile(0.95, duration, SHORT_WINDOW),
-        schema.TTFT_P95: quantile(0.95, ttft, WINDOW),
-        TTFT_P95_1M: quantile(0.95, ttft, SHORT_WINDOW),
-        schema.ITL_P95: quantile(0.95, itl, WINDOW),
+        **_request_signals(p, "mistral_http_requests_total", _API),
+        **_latency_signals(p, duration, _API),
+        schema.TTFT_P95: p.quantile(0.95, ttft, WINDOW, _API),
+        TTFT_P95_1M: p.quantile(0.95, ttft, SHORT_WINDOW, _API),
+        schema.ITL_P95: p.quantile(0.95, itl, WINDOW, _API),
         schema.TOKENS_PROCESSED_RATE: rate("mistralrs_tokens_processed_total", WINDOW),
         # One TTFT sample for the first token step of a streamed request, one ITL sample per later step.
         schema.TOKENS_GENERATED_RATE: f"{rate(itl + '_count', WINDOW, _API)} + {rate(ttft + '_count', WINDOW, _API)}",
@@ -169,11 +197,113 @@ def _mistralrs(cfg: StackConfig) -> EngineMapping:
         schema.KV_CACHE_UTILISATION: "Paged attention only (the KV-cache block gauges); absent with --paged-attn off.",
         schema.PREEMPTIONS_RATE: "Paged attention only.",
     }
-    return EngineMapping(name=MISTRAL_ENGINE, job=MISTRAL_JOB, engine=MISTRAL_ENGINE, signals=signals, caveats=caveats)
+    return EngineMapping(
+        name=MISTRAL_ENGINE,
+        job=MISTRAL_JOB,
+        engine=MISTRAL_ENGINE,
+        signals=signals,
+        caveats=caveats,
+        source="mistral.rs's own /metrics",
+    )
 
 
-# One function per engine or exporter. Add the next one here (issue 7: Ollama exporters).
-_BUILDERS: tuple[Callable[[StackConfig], EngineMapping], ...] = (_mistralrs,)
+# ---------------------------------------------------------------------------------------------
+# Ollama: no /metrics of its own (ollama/ollama#3144), so an exporter or metrics proxy runs beside
+# it. Each exporter kind names its metrics differently, so each kind is one scrape job and one
+# mapping; cfg.prometheus.ollama_targets says which kind every target is.
+# ---------------------------------------------------------------------------------------------
+
+OLLAMA_ENGINE = "ollama"
+# Ollama's inference routes (server/routes.go): the native generate, chat and embedding routes, and
+# everything under /v1/ (OpenAI- and Anthropic-compatible), like mistral.rs's /v1/ filter.
+_OLLAMA_NATIVE_INFERENCE = "chat|embed|embeddings|generate"
+
+
+def ollama_job(exporter: str) -> str:
+    """The scrape job of one exporter kind (config.OLLAMA_EXPORTERS)."""
+    return f"ollama-{exporter}"
+
+
+def _scrapes(exporter: str) -> Callable[[StackConfig], bool]:
+    return lambda cfg: any(t.exporter == exporter for t in cfg.prometheus.ollama_targets)
+
+
+def _ollama_norskhelsenett(cfg: StackConfig) -> EngineMapping:
+    """NorskHelsenett/ollama-metrics, a Go proxy in front of Ollama (main.go).
+
+    It records a request only when it can read a model name from the response (generate, chat and
+    /v1/ routes) or the request body (other routes), so failed requests leave no trace: there is no
+    status label and no error signal. No queue, in-flight or time-to-first-token metric either.
+    """
+    p = _Promql(ollama_job("norskhelsenett"))
+    duration = "ollama_request_duration_seconds"
+    # `endpoint` is the request path without its /api/ prefix (/v1/ paths stay whole); the filter
+    # leaves out model management (pull, show, ...), whose durations are not inference latency.
+    inference = f'endpoint=~"{_OLLAMA_NATIVE_INFERENCE}|/v1/.*"'
+    prompt = p.rate("ollama_prompt_tokens_total", WINDOW)
+    generated = p.rate("ollama_generated_tokens_total", WINDOW)
+    signals = {
+        schema.REQUESTS_RATE: p.rate(duration + "_count", WINDOW, inference),
+        **_latency_signals(p, duration, inference),
+        schema.ITL_P95: p.quantile(0.95, "ollama_time_per_token_seconds", WINDOW),
+        # The proxy adds only counts above 0, so a model can have one counter without the other
+        # (an embedding model has no generated tokens); it still gets a sum.
+        schema.TOKENS_PROCESSED_RATE: f"({prompt} + {generated}) or {prompt} or {generated}",
+        schema.TOKENS_GENERATED_RATE: generated,
+    }
+    capped = "Successful requests only; the buckets end at 60s, so a quantile above 60s reads 60s."
+    caveats = {
+        schema.REQUESTS_RATE: "Successful requests only: the proxy records nothing for a response without a model name (an error).",
+        schema.LATENCY_AVG: "Successful requests only.",
+        schema.LATENCY_P50: capped,
+        schema.LATENCY_P95: capped,
+        schema.LATENCY_P99: capped,
+        LATENCY_P95_1M: capped,
+        schema.ITL_P95: (
+            "Native /api/chat and /api/generate only: over requests, each request's mean time per generated "
+            "token (Ollama's eval_duration / eval_count), not over single tokens."
+        ),
+        schema.TOKENS_PROCESSED_RATE: "Prompt plus generated tokens as Ollama reports them per successful request.",
+        schema.TOKENS_GENERATED_RATE: (
+            "Streamed and non-streamed alike: Ollama's eval_count, or the OpenAI-style usage on /v1/ routes when "
+            "the response carries it."
+        ),
+    }
+    return EngineMapping(
+        name=ollama_job("norskhelsenett"),
+        job=ollama_job("norskhelsenett"),
+        engine=OLLAMA_ENGINE,
+        signals=signals,
+        caveats=caveats,
+        enabled=_scrapes("norskhelsenett"),
+        source="NorskHelsenett/ollama-metrics",
+    )
+
+
+def _ollama_seed(cfg: StackConfig) -> EngineMapping:
+    """The naming of the original request: ollama_http_requests_total and
+    ollama_http_request_duration_seconds, from no known exporter. This project defines them as
+    mistral.rs's HTTP counter and histogram with an `ollama_` prefix (labels method, path, status,
+    model; `path` the request path), so they map like mistral.rs's HTTP layer and nothing more.
+    """
+    p = _Promql(ollama_job("seed"))
+    inference = f'path=~"/api/({_OLLAMA_NATIVE_INFERENCE})|/v1/.*"'
+    signals = {
+        **_request_signals(p, "ollama_http_requests_total", inference),
+        **_latency_signals(p, "ollama_http_request_duration_seconds", inference),
+    }
+    return EngineMapping(
+        name=ollama_job("seed"),
+        job=ollama_job("seed"),
+        engine=OLLAMA_ENGINE,
+        signals=signals,
+        enabled=_scrapes("seed"),
+        source="the original request's ollama_http_* names",
+    )
+
+
+# One function per engine or exporter; every Ollama exporter kind in config.OLLAMA_EXPORTERS has one.
+_BUILDERS: tuple[Callable[[StackConfig], EngineMapping], ...] = (_mistralrs, _ollama_norskhelsenett, _ollama_seed)
 
 
 def mappings(cfg: StackConfig) -> list[EngineMapping]:
@@ -186,6 +316,13 @@ def raw_metrics_for_job(cfg: StackConfig, job: str) -> frozenset[str]:
     return frozenset().union(*(m.raw_metrics for m in mappings(cfg) if m.job == job))
 
 
-def engine_jobs(cfg: StackConfig) -> list[str]:
-    """The scrape jobs that carry an inference engine this stack watches, without duplicates."""
-    return sorted({m.job for m in mappings(cfg) if m.engine and m.enabled(cfg)})
+def engine_jobs(cfg: StackConfig, scraped_only: bool = True) -> list[str]:
+    """The scrape jobs that carry an inference engine, without duplicates: the ones this stack
+    scrapes, or (scraped_only=False) every one a mapping knows."""
+    return sorted({m.job for m in mappings(cfg) if m.engine and (m.enabled(cfg) or not scraped_only)})
+
+
+def ollama_mapping(cfg: StackConfig, exporter: str) -> EngineMapping:
+    """The mapping of one Ollama exporter kind."""
+    return next(m for m in mappings(cfg) if m.job == ollama_job(exporter))
+

@@ -10,13 +10,14 @@ Scrape jobs are built by small functions that each return `ScrapeJob`s: the job'
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import yaml
 
-from . import engines, rules, schema
-from .config import StackConfig
+from . import engines, resource_rules, rules, schema
+from .config import OLLAMA_EXPORTERS, OllamaTarget, StackConfig
 
 # Paths inside the prom/prometheus image: its config directory and its data volume's mount point
 # (the image creates /prometheus owned by `nobody`, the user it runs as).
@@ -99,6 +100,104 @@ def prometheus_self_job(cfg: StackConfig) -> ScrapeJob:
 # Jobs that need nothing but the config. Issue 6 (cAdvisor, DCGM) and issue 7 (Ollama exporters,
 # cfg.prometheus.ollama_targets) add their builders here.
 _EXTRA_JOBS: tuple[Callable[[StackConfig], list[ScrapeJob]], ...] = ()
+
+
+# --- resource exporters: cAdvisor and the DCGM exporter (issue 6) ------------------------------
+
+
+def cadvisor_job(cfg: StackConfig) -> ScrapeJob:
+    """cAdvisor, reduced to the stack's own containers and the metrics the resource rules read."""
+    alias, port, path = schema.TARGETS["cadvisor"]
+    kept = resource_rules.raw_metrics(cfg, resource_rules.CADVISOR_JOB)
+    # cAdvisor's `name` is the Docker container name, llmstack-<env>-<component>; the rules and
+    # dashboards group by the component, as `container`.
+    names = resource_rules.container_name_regex(cfg)
+    config = {
+        "job_name": resource_rules.CADVISOR_JOB,
+        "metrics_path": path,
+        "static_configs": [{"targets": [f"{alias}:{port}"]}],
+        "relabel_configs": [_set_label("env", cfg.env)],
+        "metric_relabel_configs": [
+            {"source_labels": ["__name__"], "regex": _name_alternation(kept), "action": "keep"},
+            # Other containers on the host, and the root and system cgroups (name=""), are dropped.
+            {"source_labels": ["name"], "regex": names, "action": "keep"},
+            {"source_labels": ["name"], "regex": names, "target_label": "container", "replacement": "${1}"},
+        ],
+    }
+    return ScrapeJob(config=config, series=kept)
+
+
+def dcgm_job(cfg: StackConfig) -> ScrapeJob:
+    alias, port, path = schema.TARGETS["dcgm"]
+    kept = resource_rules.raw_metrics(cfg, resource_rules.DCGM_JOB)
+    config = {
+        "job_name": resource_rules.DCGM_JOB,
+        "metrics_path": path,
+        "static_configs": [{"targets": [f"{alias}:{port}"]}],
+        "relabel_configs": [_set_label("env", cfg.env)],
+        "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": _name_alternation(kept), "action": "keep"}],
+    }
+    return ScrapeJob(config=config, series=kept)
+
+
+def resource_jobs(cfg: StackConfig) -> list[ScrapeJob]:
+    """cAdvisor runs on every stack; the DCGM exporter only where there is a GPU."""
+    return [cadvisor_job(cfg)] + ([dcgm_job(cfg)] if cfg.exporters.dcgm_enabled else [])
+
+
+_EXTRA_JOBS += (resource_jobs,)
+
+
+# --- Ollama exporters (issue 7) ----------------------------------------------------------------
+
+OLLAMA_METRICS_PATH = "/metrics"
+
+
+def ollama_instances(targets) -> dict[OllamaTarget, str]:
+    """A readable `instance` per Ollama target: its host, or host:port where two targets share a host.
+
+    The ollama records of every exporter kind carry engine="ollama", so the instance must tell any
+    two targets apart or their records would collide."""
+    def host(t: OllamaTarget) -> str:
+        return t.address.rsplit(":", 1)[0]
+
+    addresses_per_host = Counter(host(t) for t in {t.address: t for t in targets}.values())
+    return {t: host(t) if addresses_per_host[host(t)] == 1 else t.address for t in targets}
+
+
+def ollama_jobs(cfg: StackConfig) -> list[ScrapeJob]:
+    """One job per exporter kind that cfg.prometheus.ollama_targets names (each kind is one mapping in
+    engines.py), none without targets."""
+    targets = list(dict.fromkeys(cfg.prometheus.ollama_targets))  # a target listed twice is scraped once
+    instances = ollama_instances(targets)
+    jobs = []
+    for exporter in OLLAMA_EXPORTERS:
+        mine = [t for t in targets if t.exporter == exporter]
+        if not mine:
+            continue
+        job = engines.ollama_job(exporter)
+        kept = engines.raw_metrics_for_job(cfg, job)
+        static_configs = []
+        for t in mine:
+            labels = {"instance": instances[t]}
+            if t.metrics_path != OLLAMA_METRICS_PATH:
+                labels["__metrics_path__"] = t.metrics_path  # a target label wins over the job's metrics_path
+            static_configs.append({"targets": [t.address], "labels": labels})
+        config = {
+            "job_name": job,
+            "metrics_path": OLLAMA_METRICS_PATH,
+            "static_configs": static_configs,
+            # No target `model`: one Ollama serves many models, and both exporters label every series
+            # the mapping reads with the model the request used.
+            "relabel_configs": [_set_label("engine", engines.OLLAMA_ENGINE), _set_label("env", cfg.env)],
+            # Only what a recording rule reads: no go_*/process_* runtime series, no loaded-model gauges.
+            "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": _name_alternation(kept), "action": "keep"}],
+        }
+        jobs.append(ScrapeJob(config=config, series=kept))
+    return jobs
+
+
+_EXTRA_JOBS += (ollama_jobs,)
 
 
 def scrape_jobs(

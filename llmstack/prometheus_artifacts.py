@@ -87,7 +87,8 @@ and the speculative-decoding counters. Prometheus also scrapes itself (job `prom
 
 def _recording_section(cfg) -> str:
     rows = ["| record | unit | meaning | mistralrs |", "|---|---|---|---|"]
-    for mapping in engines.mappings(cfg):
+    # The mistralrs column only; the README's Ollama section compares every engine.
+    for mapping in [m for m in engines.mappings(cfg) if m.engine == engines.MISTRAL_ENGINE]:
         for signal in mapping.signals:
             note = mapping.caveats.get(signal, "yes")
             rows.append(f"| `{signal.name}` | {signal.unit} | {_cell(signal.description)} | {_cell(note)} |")

@@ -197,7 +197,10 @@ def _preemption_alert(cfg: StackConfig) -> AlertRule:
 
 def _target_alerts(cfg: StackConfig) -> list[AlertRule]:
     jobs = engines.engine_jobs(cfg)
-    job_regex = "|".join(jobs)
+    # `up == 0` can only match a job Prometheus scrapes, so the down alert names every engine's job,
+    # scraped here or not (the Ollama jobs exist only with ollamaTargets); absent() must name only
+    # the scraped ones, or it would fire for an engine this stack never had.
+    job_regex = "|".join(engines.engine_jobs(cfg, scraped_only=False))
     absent = " or ".join(f'absent(up{{job="{job}", env="{cfg.env}"}})' for job in jobs)
     return [
         _alert(
@@ -234,6 +237,8 @@ def _watchdog(cfg: StackConfig) -> AlertRule:
 
 def alert_rules(cfg: StackConfig) -> list[AlertRule]:
     """Every alert the stack defines, in a stable order."""
+    from . import resource_rules  # it builds on this module, so it is imported when needed
+
     return [
         *_latency_alerts(cfg),
         _ttft_alert(cfg),
@@ -242,6 +247,7 @@ def alert_rules(cfg: StackConfig) -> list[AlertRule]:
         *_kv_cache_alerts(cfg),
         _preemption_alert(cfg),
         *_target_alerts(cfg),
+        *resource_rules.alert_rules(cfg),
         _watchdog(cfg),
     ]
 
@@ -252,14 +258,16 @@ def alert_rules(cfg: StackConfig) -> list[AlertRule]:
 
 
 def recording_groups(cfg: StackConfig) -> list[dict]:
-    """One group per engine mapping, one record per signal it provides."""
+    """One group per engine mapping, one record per signal it provides; then the resource records."""
+    from . import resource_rules
+
     return [
         {
             "name": f"llm-schema-{m.name}",
             "rules": [{"record": signal.name, "expr": expr} for signal, expr in m.signals.items()],
         }
         for m in engines.mappings(cfg)
-    ]
+    ] + resource_rules.recording_groups(cfg)
 
 
 def alerting_groups(cfg: StackConfig) -> list[dict]:

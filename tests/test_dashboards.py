@@ -164,35 +164,15 @@ def test_promtool_check_does_catch_invalid_promql():
     assert result.returncode != 0
 
 
-# The resource panels (issue 6) already query these schema names; the cAdvisor/DCGM recording rules
-# that produce them are not written yet, so until then those panels show "No data". Nothing else
-# is exempt, and the tripwire below fails as soon as one of them is produced: then delete it here.
-AWAITING_RESOURCE_RULES = frozenset(
-    s.name
-    for s in (
-        schema.MODEL_LOAD_SECONDS, schema.GPU_UTILISATION, schema.GPU_MEMORY_USED, schema.GPU_MEMORY_TOTAL,
-        schema.GPU_TEMPERATURE, schema.GPU_POWER, schema.CONTAINER_CPU, schema.CONTAINER_MEMORY,
-        schema.CONTAINER_MEMORY_LIMIT,
-    )
-)
-
-
 @pytest.mark.parametrize("env", ENVS)
 def test_queries_name_only_series_the_stack_produces(env):
     cfg = stack_config(env)
     produced = produced_series(cfg)
     missing = {
-        where: sorted(n for n in lint.metric_names(q) if not is_produced(n, produced) and n not in AWAITING_RESOURCE_RULES)
+        where: sorted(n for n in lint.metric_names(q) if not is_produced(n, produced))
         for where, q in all_queries(cfg)
     }
     assert {w: m for w, m in missing.items() if m} == {}
-
-
-@pytest.mark.parametrize("env", ENVS)
-def test_resource_series_exemption_is_still_needed(env):
-    produced = produced_series(stack_config(env))
-    now_produced = sorted(n for n in AWAITING_RESOURCE_RULES if is_produced(n, produced))
-    assert now_produced == [], f"now recorded, remove from AWAITING_RESOURCE_RULES: {now_produced}"
 
 
 def test_comparison_dashboard_queries_only_the_shared_schema():

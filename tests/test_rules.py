@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from llmstack import engines, prometheus, rules, schema
+from llmstack import engines, prometheus, resource_rules, rules, schema
 from llmstack.artifacts import ROOT, stack_config
 from llmstack.config import load_defaults
 from tests.integration.fakes.mistral import FakeMistral
@@ -73,8 +73,9 @@ def test_alerts_read_only_series_the_stack_produces():
 
 def test_inference_alerts_use_only_shared_schema_series():
     schema_names = {s.name for m in engines.mappings(CFG) for s in m.signals}
+    resource = {a.name for a in resource_rules.alert_rules(CFG)}  # over resource records: tests/test_resources.py
     for alert in ALERTS:
-        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "Watchdog"):
+        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "Watchdog") or alert.name in resource:
             continue
         names = set(re.findall(r"llm:[a-z0-9_:]+", alert.expr))
         assert names and names <= schema_names, alert.name
@@ -95,6 +96,8 @@ def test_every_mistral_selector_names_the_job():
 
 def test_every_record_aggregates_to_the_schema_labels():
     for group in rules.recording_groups(CFG):
+        if group["name"] == resource_rules.GROUP:
+            continue  # per GPU or container: tests/test_resources.py
         for rule in group["rules"]:
             assert "sum by (engine, env, instance, model)" in rule["expr"] or "sum by (le, engine, env, instance, model)" in rule["expr"], rule["record"]
 
