@@ -94,13 +94,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         )
     # --- Grafana, dashboards and alerting (issue 4) -----------------------------------------
     from components.grafana import Grafana, GrafanaArgs
-    from llmstack.schema import TARGETS
 
-    prometheus_alias, prometheus_port, _ = TARGETS["prometheus"]
-    grafana = Grafana(
-        "grafana",
-        GrafanaArgs(config=cfg, network_name=network.name, prometheus_url=f"http://{prometheus_alias}:{prometheus_port}"),
-    )
+    # A Grafana in the stack reaches Prometheus on the Docker network; an existing one, outside it,
+    # through the published address (set prometheusPublishAddress to one it can reach).
+    prometheus_url = prometheus.internal_url if cfg.grafana.provisioned else prometheus.url
+    grafana = Grafana("grafana", GrafanaArgs(config=cfg, network_name=network.name, prometheus_url=prometheus_url))
     pulumi.export("grafanaUrl", grafana.url)
     if grafana.admin_password is not None:
         pulumi.export("grafanaAdminPassword", grafana.admin_password)

@@ -311,3 +311,14 @@ def test_existing_grafana_provisions_no_server(existing):
     assert {r.typ for r in grafana_resources(existing)} >= {DATASOURCE, FOLDER, DASHBOARD, CONTACT_POINT, POLICY, RULE_GROUP}
     assert all("::grafana-provider::" in r.provider for r in grafana_resources(existing))
     assert existing.one(DATASOURCE).inputs["isDefault"] is False
+
+
+def test_datasource_points_at_the_stacks_prometheus_in_both_modes():
+    provisioned = run_stack("dev").one("grafana:oss/dataSource:DataSource").inputs
+    assert provisioned["url"] == "http://prometheus:9090"
+    existing = run_stack(
+        "dev",
+        {"grafanaUrl": "https://grafana.example.com", "prometheusPublishAddress": "10.0.0.5"},
+        secrets={"grafanaAuth": "glsa_token"},
+    ).one("grafana:oss/dataSource:DataSource").inputs
+    assert existing["url"] == "http://10.0.0.5:9090"
