@@ -33,11 +33,12 @@ BY = ", ".join(schema.SCHEMA_LABELS)
 # The window of every rate and quantile in the shared schema (the `5m` in the names).
 WINDOW = "5m"
 
-# Short-window twins of three schema signals. The latency, TTFT and error-ratio alerts require the 5m
-# signal AND its 1m twin to breach (multi-window alerting): the 5m window keeps a few slow requests at
-# low traffic from paging, the 1m window lets an alert clear within about a minute of recovery, so a
-# spike shorter than the alert's `for` cannot keep it pending long enough to fire. They are shared
-# schema series like the others (every engine maps them); they live here until schema.py takes them.
+# Short-window twins of three schema signals, read only by alerts (llmstack/rules.py explains the
+# designs): the latency and TTFT alerts require the 5m quantile AND the 1m twin now AND the 1m twin one
+# window ago, so an alert lets go about as fast as it starts; the error warning requires the 5m ratio
+# AND its 1m twin; the critical error alert reads the 1m ratio alone, so it pages within 3 minutes. 1m is the shortest window that holds several 15 s scrapes
+# (a 30s one can hold a single sample and flap). They are shared schema series like the others (every
+# engine maps them); they live here until schema.py takes them.
 SHORT_WINDOW = "1m"
 LATENCY_P95_1M = Signal(
     "llm:request_latency_seconds:p95_1m", "s", "95th percentile end-to-end request latency over 1 minute (alerting)."

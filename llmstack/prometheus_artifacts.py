@@ -141,10 +141,18 @@ alert has a `severity` label and `summary`, `description` and `runbook_url` anno
 is the linked section of [docs/runbooks.md](docs/runbooks.md).
 
 How `for` was chosen: critical alerts fire within 3 minutes of a sustained breach and no alert fires
-on a spike shorter than its `for`. A 5-minute rate or quantile remembers a spike for 5 minutes, so
-the latency, TTFT and error-ratio alerts also require the signal's 1-minute twin to breach: it lets
-go about a minute after a spike ends, and the 5-minute signal keeps a few slow requests at low
-traffic from paging.
+on a spike shorter than its `for` (measured in [docs/benchmarks.md](docs/benchmarks.md)). A windowed
+signal turns true some time after a breach starts and lets go some time after it ends; `for` keeps
+its meaning only when the second is no longer than the first. A p95 is the worst case (a few slow
+requests in its window are enough), so the latency and TTFT alerts require the 5-minute p95 (a few
+slow requests at low traffic do not page) and the 1-minute p95 now *and* one minute ago
+(`offset {engines.SHORT_WINDOW}`): the breach must span two consecutive minutes, so the condition holds about as long as the
+breach did, and detection is about `for` plus a minute. `LLMSequencesPreempted` does the same with
+two consecutive 5-minute windows. The critical error alert reads the 1-minute ratio alone (the
+5-minute one took two thirds of its window to pass 20% on a 30% burst), plus at least
+{rules.MIN_FAILED_REQUESTS_5M} failed requests in 5 minutes so a couple of failures at low traffic do not page; a ratio far
+above its threshold still lets go later than it starts, so a total outage a little shorter than
+its `for` can page (the error alerts' trade-off, see docs/benchmarks.md).
 
 Detection times are not estimates: `llmstack/detection.py` replays each alert's firing test from
 `tests/promtool/mistral_alerts_test.yaml` in promtool and reports the first evaluation at which the

@@ -6,11 +6,30 @@ those shared-schema series, so every engine that has a signal gets the alert. Th
 files (llmstack/prometheus.py), the Grafana rules (llmstack/grafana_alerting.py), the runbooks'
 anchors, the promtool coverage test and the README tables all read `alert_rules()`.
 
-Choosing `for` (default 15 s scrape and evaluation intervals; measured with promtool, see the
-README): critical alerts fire within 3 minutes of a sustained breach, and no alert fires on a spike
-shorter than its `for`. Rates and quantiles over 5 minutes remember a spike for 5 minutes, so the
-latency, TTFT and error-ratio alerts also require the 1-minute twin of their signal to breach; it
-lets go about a minute after the spike ends.
+Choosing `for` (default 15 s scrape and evaluation intervals; measured with promtool in
+bench/alert_detection.py and the README's detection table): critical alerts fire within 3 minutes of
+a sustained breach, and no alert fires on a spike shorter than its `for`.
+
+A condition over a window W turns true some time after a breach starts (its onset delay) and stays
+true some time after it ends (its tail). A spike of length d keeps the alert pending for d plus the
+tail minus the onset delay, so `for` only means "a breach shorter than this never fires" when the
+tail is no longer than the onset delay. A high quantile is the worst case: a few slow requests in
+the window are enough, so it turns true almost at once and stays true for nearly all of W after the
+spike. Two designs keep the tail within the onset delay here:
+
+- Consecutive windows (`_consecutive`): the signal breaches over the last W AND over the W before
+  it (`offset W`). Both windows can only hold the breach if it began at least one window ago, and
+  the newer one lets go at most one window after it ends, so the condition is true for about as
+  long as the breach lasts: `for` is then the shortest breach that fires, and detection is about
+  W + `for`. The quantile alerts (W = 1m, the shortest window that holds several 15 s scrapes) and
+  the preemption alert (W = 5m, so sporadic preemptions still count) use it.
+- A ratio (the error alerts) turns true when T/L of its window is in breach (threshold T, breach
+  level L) and lets go after (1 - T/L) of it, so its tail is within its onset delay up to L = 2T.
+  The critical error alert reads the 1-minute ratio alone, with a minimum number of failed
+  requests so that a couple of failures at low traffic cannot page; the 5-minute ratio it used to
+  require took two thirds of its window to pass 20% on a 30% burst, too slow for 3 minutes.
+  Beyond L = 2T (a total outage) a spike somewhat shorter than `for` can page; pairing windows
+  would fix that at the price of a minute, which the critical alert cannot afford (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -83,6 +102,23 @@ def _both_windows(long: schema.Signal, short: schema.Signal, threshold: str) -> 
     return f"{long.name} > {threshold} and on ({BY}) {short.name} > {threshold}"
 
 
+def _consecutive(signal: schema.Signal, window: str, threshold: str) -> str:
+    """`signal > threshold` over its window now and over the window before (see the module doc)."""
+    return f"{signal.name} > {threshold} and on ({BY}) {signal.name} offset {window} > {threshold}"
+
+
+def _quantile_alert_expr(long: schema.Signal, short: schema.Signal, threshold: str) -> str:
+    """The 5-minute quantile breaches (a few slow requests at low traffic do not page), and so does
+    its 1-minute twin in each of the last two minutes (the alert lets go as fast as it starts)."""
+    return f"{long.name} > {threshold} and on ({BY}) {_consecutive(short, engines.SHORT_WINDOW, threshold)}"
+
+
+# The critical error alert reads a 1-minute ratio, where two failures out of five requests are 40%.
+# It also needs this many failed requests over the last 5 minutes, so a couple of failures at low
+# traffic cannot page; at the 5 requests/s of a small server, a 20% breach has them within 10 s.
+MIN_FAILED_REQUESTS_5M = 10
+
+
 _WHERE = "{{ $labels.engine }} serving {{ $labels.model }} on {{ $labels.instance }} ({{ $labels.env }})"
 
 
@@ -96,18 +132,20 @@ def _latency_alerts(cfg: StackConfig) -> list[AlertRule]:
     out = []
     for severity, seconds, for_ in (
         ("warning", t.latency_p95_warning_seconds, "5m"),
-        ("critical", t.latency_p95_critical_seconds, "2m"),
+        # Detection is about `for` plus the 1-minute window plus a scrape, and up to two evaluations
+        # more on a real server (README): 1m15s is the longest `for` that keeps that within 3 minutes.
+        ("critical", t.latency_p95_critical_seconds, "1m15s"),
     ):
         out.append(
             _alert(
                 f"LLMHighRequestLatency{severity.capitalize()}",
-                _both_windows(schema.LATENCY_P95, engines.LATENCY_P95_1M, str(seconds)),
+                _quantile_alert_expr(schema.LATENCY_P95, engines.LATENCY_P95_1M, str(seconds)),
                 for_,
                 severity,
                 f"p95 request latency above {seconds}s on {{{{ $labels.instance }}}}",
                 f"The 95th percentile end-to-end request latency of {_WHERE} is "
                 f"{{{{ $value | humanizeDuration }}}} over 5 minutes, above the {severity} threshold of {seconds}s "
-                f"(and above it over the last minute too).",
+                f"(and above it in each of the last two minutes too).",
             )
         )
     return out
@@ -117,35 +155,45 @@ def _ttft_alert(cfg: StackConfig) -> AlertRule:
     seconds = cfg.thresholds.ttft_p95_warning_seconds
     return _alert(
         "LLMHighTimeToFirstToken",
-        _both_windows(schema.TTFT_P95, engines.TTFT_P95_1M, str(seconds)),
+        _quantile_alert_expr(schema.TTFT_P95, engines.TTFT_P95_1M, str(seconds)),
         "5m",
         "warning",
         f"p95 time to first token above {seconds}s on {{{{ $labels.instance }}}}",
         f"The 95th percentile time to first token of streamed requests to {_WHERE} is "
-        f"{{{{ $value | humanizeDuration }}}} over 5 minutes, above the warning threshold of {seconds}s. "
-        "Requests wait in the queue or prefill is slow.",
+        f"{{{{ $value | humanizeDuration }}}} over 5 minutes, above the warning threshold of {seconds}s "
+        "(and above it in each of the last two minutes too). Requests wait in the queue or prefill is slow.",
     )
 
 
 def _error_alerts(cfg: StackConfig) -> list[AlertRule]:
     t = cfg.thresholds
-    out = []
-    for severity, percent, for_ in (
-        ("warning", t.error_ratio_warning_percent, "5m"),
-        ("critical", t.error_ratio_critical_percent, "1m"),
-    ):
-        out.append(
-            _alert(
-                f"LLMHighErrorRatio{severity.capitalize()}",
-                _both_windows(schema.ERROR_RATIO, engines.ERROR_RATIO_1M, _ratio(percent)),
-                for_,
-                severity,
-                f"More than {percent}% of inference requests fail on {{{{ $labels.instance }}}}",
-                f"{{{{ $value | humanizePercentage }}}} of the inference requests to {_WHERE} ended in a 5xx "
-                f"over 5 minutes, above the {severity} threshold of {percent}% (and over the last minute too).",
-            )
-        )
-    return out
+    warning, critical = t.error_ratio_warning_percent, t.error_ratio_critical_percent
+    summary = "More than {percent}% of inference requests fail on {{{{ $labels.instance }}}}"
+    min_failures = f"{schema.ERRORS_RATE.name} * 300 >= {MIN_FAILED_REQUESTS_5M}"
+    # 1m30s keeps a 30% burst within 3 minutes, onset to page, in the worst rule-group phase.
+    critical_for = "1m30s"
+    return [
+        _alert(
+            "LLMHighErrorRatioWarning",
+            _both_windows(schema.ERROR_RATIO, engines.ERROR_RATIO_1M, _ratio(warning)),
+            "5m",
+            "warning",
+            summary.format(percent=warning),
+            f"{{{{ $value | humanizePercentage }}}} of the inference requests to {_WHERE} ended in a 5xx "
+            f"over 5 minutes, above the warning threshold of {warning}% (and over the last minute too).",
+        ),
+        # The 1-minute ratio alone: see the module doc.
+        _alert(
+            "LLMHighErrorRatioCritical",
+            f"{engines.ERROR_RATIO_1M.name} > {_ratio(critical)} and on ({BY}) {min_failures}",
+            critical_for,
+            "critical",
+            summary.format(percent=critical),
+            f"{{{{ $value | humanizePercentage }}}} of the inference requests to {_WHERE} ended in a 5xx "
+            f"over the last minute, above the critical threshold of {critical}% for {critical_for} "
+            f"(and at least {MIN_FAILED_REQUESTS_5M} requests failed in the last 5 minutes).",
+        ),
+    ]
 
 
 def _queue_alert(cfg: StackConfig) -> AlertRule:
@@ -184,14 +232,17 @@ def _kv_cache_alerts(cfg: StackConfig) -> list[AlertRule]:
 
 
 def _preemption_alert(cfg: StackConfig) -> AlertRule:
+    # Consecutive 5-minute windows, for 5m: the same 10 minutes of evidence as `rate5m > 0` for 10m
+    # had, and a preemption every few minutes still counts, but a burst shorter than 5m cannot fire.
     return _alert(
         "LLMSequencesPreempted",
-        f"{schema.PREEMPTIONS_RATE.name} > 0",
-        "10m",
+        _consecutive(schema.PREEMPTIONS_RATE, engines.WINDOW, "0"),
+        "5m",
         "warning",
         "Sequences keep being preempted on {{ $labels.instance }}",
-        f"{_WHERE} has preempted running sequences for lack of KV cache in every 5-minute window for 10 minutes "
-        "({{ printf \"%.3g\" $value }} per second now). Preempted sequences are recomputed, which wastes GPU time.",
+        f"{_WHERE} has preempted running sequences for lack of KV cache in each of the last two 5-minute windows, "
+        "for 5 minutes ({{ printf \"%.3g\" $value }} per second now). Preempted sequences are recomputed, "
+        "which wastes GPU time.",
     )
 
 

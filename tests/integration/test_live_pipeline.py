@@ -396,9 +396,9 @@ def live(tmp_path_factory):
             f"--storage.tsdb.retention.size={cfg.prometheus.retention_size}",
         ]
         server = PrometheusServer(config_path, str(root / "data"), str(root / "prometheus.log"), extra_args=retention)
-        # The alerts as loaded: `for` compressed like the rule files.
+        # The alerts as loaded: `for` and any `offset` compressed like the rule files.
         alerts = [
-            dataclasses.replace(a, for_=scale_duration(a.for_) if a.for_ else a.for_)
+            dataclasses.replace(a, expr=compress_expr(a.expr), for_=scale_duration(a.for_) if a.for_ else a.for_)
             for a in rules.alert_rules(cfg)
         ]
         state = Live(
@@ -555,7 +555,7 @@ def timeline(live: Live) -> Timeline:
 
     faults = [
         ("latency_regression", alerts_reading(a, schema.LATENCY_P95, schema.TTFT_P95), *scenario("latency_regression")),
-        ("error_burst", alerts_reading(a, schema.ERROR_RATIO), *scenario("error_burst")),
+        ("error_burst", alerts_reading(a, schema.ERROR_RATIO, engines.ERROR_RATIO_1M), *scenario("error_burst")),
         ("queue_saturation", alerts_reading(a, schema.QUEUE_DEPTH), *scenario("queue_saturation")),
         ("kv_cache_exhaustion", alerts_reading(a, schema.KV_CACHE_UTILISATION, schema.PREEMPTIONS_RATE), *scenario("kv_cache_exhaustion")),
         ("gpu_memory_full", alerts_reading(a, schema.GPU_MEMORY_USED), *scenario("gpu_memory_full", live.dcgm)),
