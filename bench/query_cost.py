@@ -1,0 +1,555 @@
+#!/usr/bin/env python3
+"""What a full refresh of each dashboard costs over 7 days of 16 instances, recording rules vs raw.
+
+1. Backfill. 7 days of series shaped like mistral.rs v0.9.2 for 16 instances are streamed into an
+   OpenMetrics file and turned into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`
+   (Debian's promtool 2.42), in blocks as large as the stack's Prometheus compacts to. One sample per
+   series every --sample-interval (60 s by default, not the stack's 15 s, to keep the file under
+   4 GB and the backfill within minutes on this 2-core machine; see docs/benchmarks.md). The shapes come from FakeMistral: for every scenario it is stepped a few
+   intervals and the per-interval increments of its counters and histograms (and its gauge values)
+   are replayed along a per-instance schedule (nights idle, each incident scenario once a day for
+   20 minutes at staggered times, healthy otherwise), so every label combination exists. Every
+   series passes through the `mistral` job's relabelling as llmstack/prometheus.py renders it
+   (bench/_common.Scrape); only `instance` differs per instance (mistral-inference-01..16).
+2. The recording rules (llmstack/prometheus.render_rule_files, the recording file) are backfilled over
+   the same range with `promtool tsdb create-blocks-from rules`, querying a Prometheus started on
+   127.0.0.1 on the raw blocks; then Prometheus is restarted with both and left to finish merging the
+   overlapping blocks (vertical compaction) before anything is timed.
+3. Each dashboard of llmstack/dashboards.py is refreshed the way Grafana would: every target of every
+   panel, range targets through /api/v1/query_range over the 7 days with Grafana's step, instant
+   targets through /api/v1/query at the end. Grafana's step for a 7-day range in a panel of
+   MAX_DATA_POINTS = 1000 px: 604.8 s rounded by its roundInterval table to 10m, above the
+   datasource's 15 s timeInterval and the 11000-point safe limit; start and end are aligned down to
+   the step; `$__interval` = 10m, `$__rate_interval` = max(10m + 15s, 4 × 15s) = 10m15s; template
+   variables take the dashboard's current value (All = the variable's allValue `.*`, one value as
+   itself, several as `(a|b)`).
+4. The raw equivalent of each query replaces every recording-rule name with its rule's expression
+   (with several engines recording the same shared name, their expressions joined with `or`: a
+   dashboard over raw metrics would have to ask every engine's names), the panel's label filters
+   pushed into each raw selector, in the same run. Records computed from other records (the
+   model-load latches) have no raw equivalent; their queries, and those over no record at all
+   (ALERTS), are sent unchanged in both variants. Only mistral.rs series are backfilled, so the
+   resource panels (cAdvisor, DCGM) find no data either way.
+
+Queries run one at a time (the sum is the refresh's total query work, not its wall time behind
+Grafana's parallel requests). One warm-up round is discarded, then --rounds rounds alternate which
+variant goes first; per dashboard the report gives the median refresh time of each variant over
+HTTP (until the response is read) and in Prometheus's own execution time, their ratios, and the
+samples Prometheus loaded (`stats=all`, totalQueryableSamples), which does not depend on timing
+noise. Each raw query must return as many series as its recorded twin; the report lists any that
+do not.
+
+    .venv/bin/python bench/query_cost.py [--quick] [--json out.json] [--docs [SECTION]]
+                                         [--sample-interval S] [--instances N] [--workdir DIR [--keep | --reuse-data]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import yaml  # noqa: E402
+
+from bench._common import (  # noqa: E402
+    PROMTOOL, Prometheus, Scrape, add_docs_argument, duration, exit_on_sigterm, fingerprint, http_get_bytes, parse_exposition, run,
+    seconds, selector, series_key, wait_until, write_docs,
+)
+from llmstack import dashboards, engines, prometheus as promcfg, rules  # noqa: E402
+from llmstack.config import load_defaults  # noqa: E402
+from tests.integration.fakes.exposition import COUNTER, HISTOGRAM  # noqa: E402
+from tests.integration.fakes.mistral import SCENARIOS, UPSTREAM_V092, FakeMistral  # noqa: E402
+
+MAX_DATA_POINTS = 1000  # a typical 1000 px wide panel
+SAFE_RESOLUTION = 11000  # Grafana's cap on points per series
+VARIANTS_PER_SCENARIO = 8  # distinct per-interval increments replayed in turn
+INCIDENT_MINUTES = 20
+INCIDENTS = ("latency_regression", "error_burst", "queue_saturation", "kv_cache_exhaustion")
+
+# Grafana's roundInterval (pkg/tsdb/intervalv2, the same table as the frontend's rangeutil):
+# (upper bound in ms, the interval it rounds to in s).
+_ROUND = [
+    (15, 0.01), (35, 0.02), (75, 0.05), (150, 0.1), (350, 0.2), (750, 0.5), (1500, 1), (3500, 2), (7500, 5),
+    (12500, 10), (17500, 15), (25000, 20), (45000, 30), (90000, 60), (210000, 120), (450000, 300), (900000, 600),
+    (1350000, 900), (2700000, 1800), (5400000, 3600), (9000000, 7200), (16200000, 10800), (24300000, 21600),
+    (64800000, 43200), (604800000, 86400), (1814400000, 604800), (3628800000, 2592000),
+]
+
+
+def round_interval(secs: float) -> float:
+    ms = secs * 1000
+    return next((to for bound, to in _ROUND if ms <= bound), 31536000)
+
+
+def grafana_step(range_s: float, ds_interval_s: float) -> int:
+    calculated = round_interval(range_s / MAX_DATA_POINTS)
+    safe = round_interval(range_s / SAFE_RESOLUTION)
+    return int(max(calculated, ds_interval_s, safe))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. the OpenMetrics backfill file
+
+
+class Shapes:
+    """Per scenario: stored series -> per-interval increment (cumulative types) or value (gauges)."""
+
+    def __init__(self, cfg, interval: int):
+        fake = FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream=UPSTREAM_V092)
+        cumulative = set()
+        for fam in fake.registry.families():
+            if fam.type == HISTOGRAM:
+                cumulative |= {fam.name + s for s in ("_bucket", "_sum", "_count")}
+            elif fam.type == COUNTER:
+                cumulative.add(fam.name)
+        # Relabel once with a placeholder instance; each instance substitutes its own name.
+        self.scrape = Scrape(promcfg.render_prometheus_yml(cfg, rule_files=[]), engines.MISTRAL_JOB,
+                             promcfg.DEFAULT_MISTRAL_TARGET, instance="@INSTANCE@")
+        self.labels: dict[tuple, dict] = {}
+        self.cumulative: set[tuple] = set()
+        fake.set_scenario("healthy")
+        fake.advance(600)
+        self.initial = self._stored(fake.exposition(), cumulative)
+        self.steps: dict[str, list[dict[tuple, float]]] = {}
+        for scenario in SCENARIOS:
+            f = FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream=UPSTREAM_V092)
+            f.set_scenario("healthy")
+            f.advance(600)
+            f.set_scenario(scenario)
+            f.advance(interval)
+            before = self._stored(f.exposition(), cumulative)
+            variants = []
+            for _ in range(VARIANTS_PER_SCENARIO):
+                f.advance(interval)
+                after = self._stored(f.exposition(), cumulative)
+                variants.append({k: (v - before.get(k, 0) if k in self.cumulative else v) for k, v in after.items()})
+                before = after
+            self.steps[scenario] = variants
+
+    def _stored(self, exposition: str, cumulative: set) -> dict[tuple, float]:
+        out = {}
+        for raw, value in parse_exposition(exposition):
+            stored = self.scrape.store_one(raw)
+            if stored is None:
+                continue
+            key = series_key(stored)
+            self.labels[key] = stored
+            if raw["__name__"] in cumulative:
+                self.cumulative.add(key)
+            out[key] = value
+        return out
+
+
+def scenario_at(instance: int, t: int) -> str:
+    minute = (t // 60) % 1440
+    for j, incident in enumerate(INCIDENTS):
+        start = (420 + 200 * j + 37 * instance) % 1440
+        if 0 <= (minute - start) % 1440 < INCIDENT_MINUTES:
+            return incident
+    return "idle" if minute < 300 else "healthy"  # quiet until 05:00 UTC
+
+
+def write_openmetrics(path: str, shapes: Shapes, instances: list[str], start: int, end: int, interval: int) -> dict:
+    """Stream the samples, time-major (each series in time order, which the backfill needs)."""
+    prefix = {}
+    for key, labels in shapes.labels.items():
+        template = selector(labels)
+        prefix[key] = [template.replace("@INSTANCE@", name) for name in instances]
+    state = [dict(shapes.initial) for _ in instances]
+    lines = 0
+    with open(path, "w", buffering=1 << 22) as fh:
+        for step_no, t in enumerate(range(start, end + 1, interval)):
+            for i, st in enumerate(state):
+                scenario = scenario_at(i, t)
+                for key, v in shapes.steps[scenario][step_no % VARIANTS_PER_SCENARIO].items():
+                    st[key] = st.get(key, 0) + v if key in shapes.cumulative else v
+                out = [f"{prefix[key][i]} {_num(v)} {t}\n" for key, v in st.items()]
+                fh.writelines(out)
+                lines += len(out)
+        fh.write("# EOF\n")
+    return {"samples": lines, "series": sum(len(s) for s in state), "bytes": os.path.getsize(path)}
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+# --------------------------------------------------------------------------------------------------
+# 3./4. dashboard queries, as Grafana sends them, and their raw equivalents
+
+
+def variable_values(dashboard: dict) -> dict[str, str]:
+    out = {}
+    for var in dashboard.get("templating", {}).get("list", []):
+        if var.get("type") != "query":
+            continue
+        current = var.get("current", {}).get("value", [])
+        current = current if isinstance(current, list) else [current]
+        if not current or "$__all" in current:
+            out[var["name"]] = var.get("allValue") or ".*"
+        elif len(current) == 1:
+            out[var["name"]] = re.escape(current[0])
+        else:
+            out[var["name"]] = "(" + "|".join(re.escape(v) for v in current) + ")"
+    return out
+
+
+def panels(dashboard: dict):
+    for p in dashboard.get("panels", []):
+        yield p
+        yield from p.get("panels", [])
+
+
+def dashboard_queries(dashboard: dict, step: int, ds_interval: int, range_s: int) -> list[dict]:
+    variables = variable_values(dashboard)
+    builtins = {
+        "__rate_interval": duration(max(step + ds_interval, 4 * ds_interval)),
+        "__interval": duration(step),
+        "__interval_ms": str(step * 1000),
+        "__range": duration(range_s),
+        "__range_s": str(range_s),
+    }
+    values = {**variables, **builtins}
+
+    def substitute(expr: str) -> str:
+        # Longest names first, so $__interval does not eat $__interval_ms.
+        for name in sorted(values, key=len, reverse=True):
+            expr = expr.replace("${" + name + "}", values[name]).replace("$" + name, values[name])
+        if "$" in expr:
+            raise ValueError(f"unsubstituted variable in {expr!r}")
+        return expr
+
+    out = []
+    for p in panels(dashboard):
+        for target in p.get("targets", []):
+            if "expr" in target:
+                out.append({"panel": p.get("title", ""), "ref": target.get("refId", ""), "instant": bool(target.get("instant")),
+                            "expr": substitute(target["expr"])})
+    return out
+
+
+_RECORDED = re.compile(r"(llm:[A-Za-z0-9_:]+)(\{[^}]*\})?")
+_RAW_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+
+
+def raw_records(cfg) -> dict[str, list[str]]:
+    """Recording-rule name -> the expressions that record it, one per engine mapping (several engines
+    record the same shared-schema name). Records computed from other records (the model-load
+    latches, which read their own last value) have no raw equivalent and are left out."""
+    out: dict[str, list[str]] = {}
+    for group in rules.recording_groups(cfg):
+        for rule in group["rules"]:
+            out.setdefault(rule["record"], []).append(rule["expr"])
+    return {name: exprs for name, exprs in out.items() if not any(_RECORDED.search(e) for e in exprs)}
+
+
+def raw_equivalent(expr: str, records: dict[str, list[str]]) -> tuple[str, bool]:
+    """`expr` with each recording-rule name replaced by its expression, the selector's matchers
+    pushed into every raw selector of that expression. Returns (expression, whether anything changed)."""
+    changed = False
+
+    def replace(m: re.Match) -> str:
+        nonlocal changed
+        name, matchers = m.group(1), (m.group(2) or "{}")[1:-1].strip()
+        if name not in records:
+            return m.group(0)
+        changed = True
+        bodies = records[name]
+        if matchers:
+            bodies = [_RAW_SELECTOR.sub(lambda s: f"{s.group(1)}{{{matchers}, ", b) for b in bodies]
+        # Every engine's mapping: a dashboard over raw metrics has to ask each engine's names.
+        return "(" + " or ".join(f"({b})" for b in bodies) + ")" if len(bodies) > 1 else f"({bodies[0]})"
+
+    return _RECORDED.sub(replace, expr), changed
+
+
+# --------------------------------------------------------------------------------------------------
+# the run
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_settled(server: Prometheus, timeout: float, first_pass: float = 70) -> dict:
+    """Until the first compaction pass has run and the process has been idle for 15 s."""
+    started = time.monotonic()
+    blocks_at_start = server.own_metric("prometheus_tsdb_blocks_loaded")
+    time.sleep(first_pass)  # the TSDB's compaction loop first runs a minute after start
+
+    def idle():
+        before = _proc_cpu_seconds(server.proc.pid)
+        time.sleep(15)
+        return _proc_cpu_seconds(server.proc.pid) - before < 0.3
+
+    wait_until(idle, timeout, 0, "prometheus to finish compacting")
+    return {"blocks_at_start": blocks_at_start, "blocks_loaded": server.own_metric("prometheus_tsdb_blocks_loaded"),
+            "compactions": server.own_metric("prometheus_tsdb_compactions_total"),
+            "settle_seconds": round(time.monotonic() - started, 1)}
+
+
+def timed(server: Prometheus, q: dict, start: int, end: int, step: int) -> dict:
+    params = {"query": q["expr"], "stats": "all"}
+    if q["instant"]:
+        path, params["time"] = "/api/v1/query", end
+    else:
+        path = "/api/v1/query_range"
+        params.update(start=start, end=end, step=step)
+    # Timed until the whole response is read: what Grafana waits for, without our JSON decoding.
+    t0 = time.perf_counter()
+    body = http_get_bytes(server.url + path, params, timeout=600)
+    elapsed = time.perf_counter() - t0
+    doc = json.loads(body)
+    if doc.get("status") != "success":
+        raise RuntimeError(f"{q['expr']}: {doc}")
+    stats = doc["data"].get("stats", {})
+    return {"seconds": elapsed, "series": len(doc["data"]["result"]), "bytes": len(body),
+            "server_seconds": float(stats.get("timings", {}).get("execTotalTime", 0.0)),
+            "samples": int(stats.get("samples", {}).get("totalQueryableSamples", 0))}
+
+
+def measure(args, workdir: str) -> dict:
+    cfg = load_defaults(args.env)
+    interval = args.sample_interval
+    instances = [f"{promcfg.MISTRAL_INSTANCE}-{i + 1:02d}" for i in range(args.instances)]
+    ds_interval = int(seconds(cfg.prometheus.scrape_interval))
+    range_s = int(args.days * 86400)
+    step = grafana_step(range_s, ds_interval)
+    # Data ends an hour ago (inside any retention), on a whole step.
+    end = (int(time.time()) - 3600) // step * step
+    start = end - range_s
+    timings: dict = {"interval_s": interval, "instances": len(instances), "days": args.days, "step_s": step}
+    data_dir = os.path.join(workdir, "data")
+    config_file = os.path.join(workdir, "prometheus.yml")
+    flags = [f"--storage.tsdb.retention.time={cfg.prometheus.retention_time}", "--query.timeout=10m"]
+    log = os.path.join(workdir, "prometheus.log")
+    meta_file = os.path.join(workdir, "meta.json")
+    if args.reuse_data and os.path.exists(meta_file):
+        with open(meta_file) as fh:
+            meta = json.load(fh)
+        if {k: meta["setup"][k] for k in ("interval_s", "instances", "days", "step_s")} != {k: timings[k] for k in ("interval_s", "instances", "days", "step_s")}:
+            raise SystemExit(f"{meta_file} was made with other parameters: {meta['setup']}")
+        timings, start, end = meta["setup"], meta["start"], meta["end"]
+        timings["reused_data"] = True
+    else:
+        timings.update(prepare(cfg, args, workdir, instances, start, end, data_dir, config_file, flags, log))
+        with open(meta_file, "w") as fh:
+            json.dump({"setup": timings, "start": start, "end": end}, fh)
+    return time_dashboards(cfg, args, timings, start, end, step, ds_interval, range_s, data_dir, config_file, flags, log)
+
+
+def prepare(cfg, args, workdir, instances, start, end, data_dir, config_file, flags, log) -> dict:
+    """Steps 1 and 2: the raw blocks and the recording-rule blocks, both in data_dir."""
+    interval = args.sample_interval
+    timings: dict = {}
+    # 1. raw blocks
+    t0 = time.monotonic()
+    shapes = Shapes(cfg, interval)
+    om = os.path.join(workdir, "mistral.om")
+    data_start = start - 3600  # an hour more, so the first 5m windows are full
+    timings["openmetrics"] = write_openmetrics(om, shapes, instances, data_start, end, interval)
+    timings["openmetrics"]["write_seconds"] = round(time.monotonic() - t0, 1)
+    t0 = time.monotonic()
+    # Blocks as the stack's Prometheus keeps them: its largest compaction range under a tenth of the
+    # retention (15d -> 36h) is 18h.
+    block = f"{int(seconds(cfg.prometheus.retention_time) / 10 // 3600)}h"
+    proc = run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "--quiet", f"--max-block-duration={block}", om, data_dir],
+               timeout=7200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"openmetrics backfill failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    timings["backfill_raw_seconds"] = round(time.monotonic() - t0, 1)
+    os.remove(om)
+
+    # 2. recording rules, computed by a Prometheus on the raw blocks
+    rule_file = os.path.join(workdir, promcfg.RECORDING_FILE)
+    with open(rule_file, "w") as fh:
+        fh.write(promcfg.render_rule_files(cfg)[promcfg.RECORDING_FILE])
+    with open(config_file, "w") as fh:
+        yaml.safe_dump({"global": {"evaluation_interval": cfg.prometheus.evaluation_interval}}, fh)
+    rules_dir = os.path.join(workdir, "rule-blocks")
+    t0 = time.monotonic()
+    with Prometheus(config_file, data_dir, log, flags) as server:
+        proc = run([PROMTOOL, "tsdb", "create-blocks-from", "rules", f"--url={server.url}", f"--start={data_start}", f"--end={end}",
+                    f"--output-dir={rules_dir}", f"--eval-interval={interval}s", rule_file], timeout=7200)
+    if proc.returncode != 0 or "level=error" in proc.stderr:
+        raise RuntimeError(f"rules backfill failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    timings["backfill_rules_seconds"] = round(time.monotonic() - t0, 1)
+    for block in os.listdir(rules_dir):
+        if os.path.isdir(os.path.join(rules_dir, block)) and re.fullmatch(r"[0-9A-Z]{26}", block):
+            shutil.move(os.path.join(rules_dir, block), os.path.join(data_dir, block))
+    return timings
+
+
+def time_dashboards(cfg, args, timings, start, end, step, ds_interval, range_s, data_dir, config_file, flags, log) -> dict:
+    """Steps 3 and 4."""
+    # 3./4. time the dashboards
+    records = raw_records(cfg)
+    boards = {"Mistral.rs inference": dashboards.inference_dashboard(), "Mistral.rs vs Ollama": dashboards.comparison_dashboard()}
+    plans = {}
+    for title, board in boards.items():
+        queries = dashboard_queries(board, step, ds_interval, range_s)
+        for q in queries:
+            q["raw"], q["mapped"] = raw_equivalent(q["expr"], records)
+        plans[title] = queries
+
+    with Prometheus(config_file, data_dir, log, flags) as server:
+        # --quick measures nothing, so it need not wait for the first compaction pass.
+        timings["settle"] = wait_settled(server, 1800, first_pass=0 if args.quick else 70)
+        timings["series_at_end"] = {
+            "raw": int(server.metric(f'count({{job="{engines.MISTRAL_JOB}", __name__!~"llm:.*"}})', time=end)),
+            "recorded": int(server.metric('count({__name__=~"llm:.*"})', time=end)),
+        }
+        # Other work on this machine skews the timings (not the sample counts): say how busy it was.
+        timings["loadavg_before"] = round(os.getloadavg()[0], 2)
+        rounds = []
+        for r in range(args.rounds + 1):
+            order = ("recorded", "raw") if r % 2 == 0 else ("raw", "recorded")
+            this = {}
+            for title, queries in plans.items():
+                for variant in order:
+                    this[(title, variant)] = [timed(server, {**q, "expr": q["expr"] if variant == "recorded" else q["raw"]}, start, end, step)
+                                              for q in queries]
+            if r > 0:  # round 0 warms the page cache and is discarded
+                rounds.append(this)
+        timings["loadavg_after"] = round(os.getloadavg()[0], 2)
+
+    results = []
+    for title, queries in plans.items():
+        rec = [sum(q["seconds"] for q in rd[(title, "recorded")]) for rd in rounds]
+        raw = [sum(q["seconds"] for q in rd[(title, "raw")]) for rd in rounds]
+        first = rounds[0]
+        per_query = []
+        for i, q in enumerate(queries):
+            rs, ws = first[(title, "recorded")][i], first[(title, "raw")][i]
+            per_query.append({
+                "panel": q["panel"], "ref": q["ref"], "instant": q["instant"], "mapped": q["mapped"], "expr": q["expr"], "raw": q["raw"],
+                "recorded_median_ms": round(1000 * statistics.median(rd[(title, "recorded")][i]["seconds"] for rd in rounds), 2),
+                "raw_median_ms": round(1000 * statistics.median(rd[(title, "raw")][i]["seconds"] for rd in rounds), 2),
+                "recorded_server_median_ms": round(1000 * statistics.median(rd[(title, "recorded")][i]["server_seconds"] for rd in rounds), 2),
+                "raw_server_median_ms": round(1000 * statistics.median(rd[(title, "raw")][i]["server_seconds"] for rd in rounds), 2),
+                "recorded_series": rs["series"], "raw_series": ws["series"],
+                "recorded_samples": rs["samples"], "raw_samples": ws["samples"],
+            })
+        rec_server = [sum(q["server_seconds"] for q in rd[(title, "recorded")]) for rd in rounds]
+        raw_server = [sum(q["server_seconds"] for q in rd[(title, "raw")]) for rd in rounds]
+        rec_med, raw_med = statistics.median(rec), statistics.median(raw)
+        rec_srv, raw_srv = statistics.median(rec_server), statistics.median(raw_server)
+        rec_samples = sum(q["recorded_samples"] for q in per_query)
+        raw_samples = sum(q["raw_samples"] for q in per_query)
+        results.append({
+            "dashboard": title,
+            "queries": len(queries),
+            "queries_with_recording_rules": sum(q["mapped"] for q in per_query),
+            "recorded_refresh_s": [round(x, 4) for x in rec],
+            "raw_refresh_s": [round(x, 4) for x in raw],
+            "recorded_median_s": round(rec_med, 4),
+            "raw_median_s": round(raw_med, 4),
+            "ratio": round(raw_med / rec_med, 1) if rec_med else math.inf,
+            "recorded_server_median_s": round(rec_srv, 4),
+            "raw_server_median_s": round(raw_srv, 4),
+            "server_ratio": round(raw_srv / rec_srv, 1) if rec_srv else math.inf,
+            "response_bytes": {"recorded": sum(q["bytes"] for q in first[(title, "recorded")]),
+                               "raw": sum(q["bytes"] for q in first[(title, "raw")])},
+            "recorded_samples": rec_samples,
+            "raw_samples": raw_samples,
+            "samples_ratio": round(raw_samples / rec_samples, 1) if rec_samples else math.inf,
+            "series_mismatches": [f"{q['panel']} {q['ref']}" for q in per_query if q["recorded_series"] != q["raw_series"]],
+            "per_query": per_query,
+        })
+    inference = next(r for r in results if r["dashboard"] == "Mistral.rs inference")
+    return {
+        "setup": timings,
+        "range": {"start": start, "end": end, "step_s": step, "rate_interval": duration(max(step + ds_interval, 4 * ds_interval))},
+        "rounds": args.rounds,
+        "dashboards": results,
+        "goals": {"mistral_dashboard_10x_cheaper": inference["ratio"] >= 10},
+    }
+
+
+def markdown(doc: dict) -> str:
+    s = doc["setup"]
+    om = s["openmetrics"]
+    lines = [
+        f"Data: {s['instances']} instances × {s['days']} days, one sample per series every {s['interval_s']} s: "
+        f"{om['series']} raw series, {om['samples']:,} samples, {om['bytes'] / 1e9:.2f} GB of OpenMetrics "
+        f"(written in {om['write_seconds']} s, backfilled in {s['backfill_raw_seconds']} s; rules backfilled in {s['backfill_rules_seconds']} s).",
+        f"Grafana step {duration(doc['range']['step_s'])}, $__rate_interval {doc['range']['rate_interval']}; "
+        f"median of {doc['rounds']} rounds after one warm-up round; queries sent one at a time; "
+        f"1-minute load average {s['loadavg_before']} before and {s['loadavg_after']} after the timed rounds (2 cores).",
+        f"At the end of the range: {s['series_at_end']['raw']} raw series, {s['series_at_end']['recorded']} recorded series.",
+        "",
+        "| dashboard | queries (with recording rules) | full refresh over HTTP: rules → raw | ratio "
+        "| Prometheus execution time: rules → raw | ratio | samples loaded: rules → raw | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["dashboards"]:
+        lines.append(
+            f"| {r['dashboard']} | {r['queries']} ({r['queries_with_recording_rules']}) "
+            f"| {r['recorded_median_s'] * 1000:.0f} ms → {r['raw_median_s'] * 1000:.0f} ms | **{r['ratio']}×** "
+            f"| {r['recorded_server_median_s'] * 1000:.0f} ms → {r['raw_server_median_s'] * 1000:.0f} ms | {r['server_ratio']}× "
+            f"| {r['recorded_samples']:,} → {r['raw_samples']:,} | {r['samples_ratio']}× |"
+        )
+    lines += ["", f"- Goal, Mistral.rs dashboard full refresh at least 10× cheaper than raw: **{'met' if doc['goals']['mistral_dashboard_10x_cheaper'] else 'missed'}**"]
+    for r in doc["dashboards"]:
+        if r["series_mismatches"]:
+            lines.append(f"- {r['dashboard']}: result series differ between rules and raw for {', '.join(r['series_mismatches'])}")
+    lines += ["", "Per query (Mistral.rs inference, medians; HTTP / Prometheus execution):", "",
+              "| panel | ref | rules | raw | samples rules → raw |", "|---|---|---:|---:|---:|"]
+    for q in doc["dashboards"][0]["per_query"]:
+        lines.append(f"| {q['panel']} | {q['ref']}{'' if q['mapped'] else ' (no rule)'} "
+                     f"| {q['recorded_median_ms']:.1f} / {q['recorded_server_median_ms']:.1f} ms "
+                     f"| {q['raw_median_ms']:.1f} / {q['raw_server_median_ms']:.1f} ms | {q['recorded_samples']:,} → {q['raw_samples']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 instances, 6 hours, 1 round: proves the pipeline, measures nothing")
+    ap.add_argument("--instances", type=int, default=16)
+    ap.add_argument("--days", type=float, default=7)
+    ap.add_argument("--sample-interval", type=int, default=60, help="seconds between backfilled samples (default 60)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--env", default="dev")
+    ap.add_argument("--workdir", help="where the OpenMetrics file and TSDB go (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the workdir")
+    ap.add_argument("--reuse-data", action="store_true", help="with --workdir: time again on the blocks a --keep run left there")
+    ap.add_argument("--json", help="write the results here as JSON")
+    add_docs_argument(ap)
+    args = ap.parse_args(argv)
+    exit_on_sigterm()
+    if args.quick:
+        args.instances, args.days, args.rounds = 2, 0.25, 1
+    started = time.monotonic()
+    if args.reuse_data and not args.workdir:
+        raise SystemExit("--reuse-data needs --workdir")
+    args.keep = args.keep or args.reuse_data
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench-query-cost-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        doc = measure(args, workdir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    doc.update({"measured_against": fingerprint(load_defaults(args.env)), "bench": "query_cost", "env": args.env, "quick": args.quick, "elapsed_seconds": round(time.monotonic() - started, 1)})
+    report = markdown(doc)
+    print(report)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+    if args.docs is not None:
+        write_docs(args.docs or "query_cost", report, list(argv if argv is not None else sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
