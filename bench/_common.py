@@ -411,3 +411,13 @@ def exit_on_sigterm() -> None:
     """SIGTERM raises SystemExit, so `finally` blocks still stop Prometheus and remove temp dirs."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+
+
+def publish(doc: dict, report: str, json_path: Optional[str], docs_section: Optional[str], default_section: str, argv: list[str]) -> None:
+    """Print the report, and write the JSON and the docs/benchmarks.md section when asked to."""
+    print(report)
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+    if docs_section is not None:
+        write_docs(docs_section or default_section, report, argv)

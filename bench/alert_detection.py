@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import re
 import sys
@@ -57,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import yaml  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    PROMTOOL, Scrape, add_docs_argument, duration, exit_on_sigterm, fingerprint, run, selector, seconds, series_key, write_docs,
+    PROMTOOL, Scrape, add_docs_argument, duration, exit_on_sigterm, fingerprint, run, selector, seconds, series_key, publish,
 )
 from llmstack import engines, prometheus as promcfg, rules, schema  # noqa: E402
 from llmstack.config import load_defaults  # noqa: E402
@@ -557,12 +556,7 @@ def main(argv=None) -> int:
         doc = measure(cfg, args.quick, workdir, only=args.breach, outage_spikes=args.outage_spikes)
     doc.update({"measured_against": fingerprint(load_defaults(args.env)), "bench": "alert_detection", "env": args.env, "quick": args.quick, "elapsed_seconds": round(time.monotonic() - started, 1)})
     report = markdown(doc)
-    print(report)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-    if args.docs is not None:
-        write_docs(args.docs or "alert_detection", report, list(argv if argv is not None else sys.argv[1:]))
+    publish(doc, report, args.json, args.docs, "alert_detection", list(argv if argv is not None else sys.argv[1:]))
     return 0
 
 

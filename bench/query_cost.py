@@ -61,7 +61,7 @@ import yaml  # noqa: E402
 
 from bench._common import (  # noqa: E402
     PROMTOOL, Prometheus, Scrape, add_docs_argument, duration, exit_on_sigterm, fingerprint, http_get_bytes, parse_exposition, run,
-    seconds, selector, series_key, wait_until, write_docs,
+    seconds, selector, series_key, wait_until, publish,
 )
 from llmstack import dashboards, engines, prometheus as promcfg, rules  # noqa: E402
 from llmstack.config import load_defaults  # noqa: E402
@@ -542,12 +542,7 @@ def main(argv=None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     doc.update({"measured_against": fingerprint(load_defaults(args.env)), "bench": "query_cost", "env": args.env, "quick": args.quick, "elapsed_seconds": round(time.monotonic() - started, 1)})
     report = markdown(doc)
-    print(report)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-    if args.docs is not None:
-        write_docs(args.docs or "query_cost", report, list(argv if argv is not None else sys.argv[1:]))
+    publish(doc, report, args.json, args.docs, "query_cost", list(argv if argv is not None else sys.argv[1:]))
     return 0
 
 

@@ -23,7 +23,6 @@ pending-admission gauges).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import yaml  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    Prometheus, Scrape, add_docs_argument, exit_on_sigterm, fingerprint, parse_exposition, series_key, wait_until, write_docs,
+    Prometheus, Scrape, add_docs_argument, exit_on_sigterm, fingerprint, parse_exposition, series_key, wait_until, publish,
 )
 from llmstack import engines, prometheus as promcfg  # noqa: E402
 from llmstack.config import load_defaults  # noqa: E402
@@ -157,12 +156,7 @@ def main(argv=None) -> int:
     doc = {"measured_against": fingerprint(cfg), "bench": "series_per_instance", "env": args.env, "quick": args.quick, "results": results,
            "elapsed_seconds": round(time.monotonic() - started, 1)}
     report = markdown(results)
-    print(report)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-    if args.docs is not None:
-        write_docs(args.docs or "series_per_instance", report, list(argv if argv is not None else sys.argv[1:]))
+    publish(doc, report, args.json, args.docs, "series_per_instance", list(argv if argv is not None else sys.argv[1:]))
     return 0
 
 
