@@ -88,10 +88,11 @@ class ContainerShape:
 class FakeCadvisor(FakeExporterBase):
     SCENARIOS = ("healthy", "memory_pressure")
 
+    # The images the stack pins by default (llmstack/config.py), as cAdvisor's `image` label shows them.
     DEFAULT_IMAGES = {
         "mistral": "ghcr.io/ericlbuehler/mistral.rs:cuda128-sm90-0.9.2",
-        "prometheus": "prom/prometheus:latest",
-        "grafana": "grafana/grafana:latest",
+        "prometheus": "prom/prometheus:v3.5.0",
+        "grafana": "grafana/grafana:12.2.1",
     }
     MEMORY_PRESSURE_RATIO = 0.97
     # per-container healthy shapes; unknown names use "default"
