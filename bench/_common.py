@@ -28,6 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from llmstack.config import duration_seconds  # noqa: E402
+from llmstack.artifacts import replace_section  # noqa: E402
+
 PROMTOOL = "/usr/bin/promtool"
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -40,16 +43,14 @@ Labels = dict[str, str]
 # durations
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?(ms|s|m|h|d|w|y))+")
 
 
 def seconds(duration: str) -> float:
-    """Seconds in a Prometheus/Go duration string ("5m", "1h2m3s", "0s")."""
-    parts = _DURATION_PART.findall(duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
+    """Seconds in a Prometheus/Go duration string ("5m", "1h2m3s", "0s"); refuses anything else."""
+    if not _DURATION.fullmatch(duration):
         raise ValueError(f"not a duration: {duration!r}")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    return duration_seconds(duration)
 
 
 def duration(secs: float) -> str:
@@ -399,12 +400,8 @@ def write_docs(section: str, report: str, argv: list[str]) -> None:
     path = os.path.join(ROOT, DOCS)
     with open(path) as fh:
         text = fh.read()
-    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{DOCS} lacks the {start} ... {end} markers")
     with open(path, "w") as fh:
-        fh.write(pattern.sub(lambda _: f"{start}\n{body}{end}", text))
+        fh.write(replace_section(text, f"bench:{section}", body))
 
 
 def exit_on_sigterm() -> None:

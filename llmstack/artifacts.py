@@ -81,7 +81,7 @@ def replace_section(text: str, name: str, body: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f"README.md lacks the {start} ... {end} markers")
+        raise ValueError(f"the text lacks the {start} ... {end} markers")
     return pattern.sub(lambda _: f"{start}\n{body}{end}", text)
 
 

@@ -415,7 +415,7 @@ class _Reader:
 
     def duration(self, key: str) -> str:
         value = self.string(key)
-        if not _DURATION_RE.match(value) or _duration_seconds(value) <= 0:
+        if not _DURATION_RE.match(value) or duration_seconds(value) <= 0:
             self._fail(
                 key,
                 f"got {value!r}; expected a positive Prometheus duration such as 15s, 5m, 1h30m "
@@ -481,14 +481,15 @@ def _range(minimum: int, maximum: Optional[int]) -> str:
     return f" from {minimum} to {maximum}"
 
 
-def _duration_seconds(value: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", value))
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def duration_seconds(value: str) -> float:
-    """Seconds in a Prometheus duration string (already validated)."""
-    return _duration_seconds(value)
+    """Seconds in a Prometheus duration ("5m", "1h30m"), or a Go one as promtool prints it ("1.5s").
+
+    The one duration parser of the project; config values are validated against _DURATION_RE first.
+    """
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", value))
 
 
 def image_pin_problem(ref: str) -> Optional[str]:
@@ -583,7 +584,7 @@ def load(source: ConfigSource, env: str) -> StackConfig:
     )
     if (
         "scrapeTimeout" not in {p.split(":")[0] for p in r.problems}
-        and _duration_seconds(prometheus.scrape_timeout) > _duration_seconds(prometheus.scrape_interval)
+        and duration_seconds(prometheus.scrape_timeout) > duration_seconds(prometheus.scrape_interval)
     ):
         r._fail("scrapeTimeout", f"got {prometheus.scrape_timeout!r}; must not exceed scrapeInterval ({prometheus.scrape_interval})")
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from .config import StackConfig
+from .config import StackConfig, duration_seconds
 from .dashboards import DATASOURCE_UID, FOLDER_UID
 
 # Grafana's id for server-side expressions (math, reduce, threshold) in a rule's data
@@ -42,14 +42,9 @@ QUERY_WINDOW_SECONDS = 600
 GROUP_BY = ["alertname", "severity"]
 
 
-def _duration_seconds(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text))
-
-
 def rule_group_interval_seconds(cfg: StackConfig) -> int:
     """Prometheus's evaluation interval, rounded up to a multiple of Grafana's 10 s scheduler tick."""
-    seconds = _duration_seconds(cfg.prometheus.evaluation_interval)
+    seconds = duration_seconds(cfg.prometheus.evaluation_interval)
     ticks = max(1, math.ceil(seconds / GRAFANA_BASE_INTERVAL_SECONDS))
     return ticks * GRAFANA_BASE_INTERVAL_SECONDS
 

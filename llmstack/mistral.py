@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .config import MistralConfig
+from .schema import TARGETS
 
-METRICS_PATH = "/metrics"
+# The Docker network alias the whole stack resolves the server by (the seed's `mistral:` target),
+# and where it serves its metrics: one entry of the stack's target table.
+NETWORK_ALIAS, _, METRICS_PATH = TARGETS["mistral"]
 HEALTH_PATH = "/health"
-# The Docker network alias the whole stack resolves the server by (the seed's `mistral:` target).
-NETWORK_ALIAS = "mistral"
 # The image's HF_HOME: the model cache volume is mounted here.
 MODEL_CACHE_PATH = "/data"
 HF_TOKEN_ENV = "HF_TOKEN"

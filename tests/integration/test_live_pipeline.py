@@ -77,7 +77,6 @@ ORIGINAL_OLLAMA_QUERY = "rate(ollama_http_requests_total[5m])"
 # Durations and the rule transform
 # =============================================================================================
 
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = r"(?:\d+(?:ms|s|m|h|d|w|y))+"
 _RANGE_RE = re.compile(rf"\[({_DURATION})(?::({_DURATION})?)?\]")
 _OFFSET_RE = re.compile(rf"(\boffset\s+)({_DURATION})")
@@ -87,7 +86,7 @@ _STRING_RE = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
 def duration_s(text: str) -> float:
     if not re.fullmatch(_DURATION, text):
         raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(float(n) * _UNIT_S[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text))
+    return cfgmod.duration_seconds(text)
 
 
 INTERVAL_S = duration_s(INTERVAL)
