@@ -1,5 +1,7 @@
-"""The fake exporters render exactly what their upstreams do, and their scenarios have the shapes
-they claim. Every fake binds 127.0.0.1 on an ephemeral port; nothing else is contacted."""
+"""The fake exporters serve the names, types, labels, label values and buckets their upstreams do,
+and their scenarios have the shapes they claim. Everything is read back the way Prometheus would:
+the served text parsed by prometheus_client. Every fake binds 127.0.0.1 on an ephemeral port;
+nothing else is contacted."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.fakes import FakeCadvisor, FakeDcgm, FakeMistral, FakeOllamaMetrics
-from tests.integration.fakes import exposition as ex
+from tests.integration.fakes.mistral import NO_HELP
 from tests.integration.fakes.mistral import SCENARIOS as MISTRAL_SCENARIOS
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
@@ -35,7 +37,7 @@ def scrape(fake) -> str:
 
 
 def families(text: str) -> dict:
-    return {f.name: f for f in text_string_to_metric_families(text)}
+    return {exposed_name(f): f for f in text_string_to_metric_families(text)}
 
 
 def samples(text: str) -> dict:
@@ -92,12 +94,21 @@ def within(cum: list, below: float, upto: float) -> bool:
     return total > 0 and c[below] == 0 and c[upto] == total
 
 
-def type_lines(text: str) -> dict:
-    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+def exposed_name(fam) -> str:
+    """The name the exporter registered; the parser drops a counter's _total suffix."""
+    return fam.name + "_total" if fam.type == "counter" else fam.name
 
 
-def help_lines(text: str) -> dict:
-    return dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+def types(text: str) -> dict:
+    return {exposed_name(f): f.type for f in text_string_to_metric_families(text)}
+
+
+def helps(text: str) -> dict:
+    return {exposed_name(f): f.documentation for f in text_string_to_metric_families(text)}
+
+
+def upstream_buckets(documented: str) -> list:
+    return [float(x) for x in documented.split()] + [math.inf]
 
 
 def assert_cumulative(text: str) -> None:
@@ -147,50 +158,19 @@ def mistral():
 
 
 # ------------------------------------------------------------------------------------------------
-# exposition helper
+# every fake
 
 
-@pytest.mark.parametrize(
-    "x, want",
-    [(1.0, "1"), (0.001, "0.001"), (2.5, "2.5"), (1200.0, "1200"), (104857600.0, "104857600"),
-     (2560.0, "2560"), (1e-7, "0.0000001"), (1e21, "1000000000000000000000"), (0.0, "0"),
-     (-3.25, "-3.25"), (math.inf, "inf"), (0.1 + 0.2, "0.30000000000000004")],
-)
-def test_rust_float_display(x, want):
-    assert ex.format_float_rust(x) == want
-
-
-@pytest.mark.parametrize(
-    "x, want",
-    [(1.0, "1"), (0.0, "0"), (0.001, "0.001"), (0.0001, "0.0001"), (1e-5, "1e-05"), (123456.0, "123456"),
-     (1e6, "1e+06"), (1.395066363e9, "1.395066363e+09"), (7e-9, "7e-09"), (2.5, "2.5"),
-     (math.inf, "+Inf"), (-math.inf, "-Inf"), (17179869184.0, "1.7179869184e+10")],
-)
-def test_go_float_format(x, want):
-    assert ex.format_float_go(x) == want
-
-
-def test_label_escaping_and_order():
-    reg = ex.Registry(ex.GO_CLIENT)
-    f = reg.counter("x_total", "a \\ help\nline", ("zeta", "alpha"))
-    f.inc(("q\"uote", "back\\slash\nnl"), 2)
-    text = reg.render()
-    assert '# HELP x_total a \\\\ help\\nline\n' in text
-    assert 'x_total{alpha="back\\\\slash\\nnl",zeta="q\\"uote"} 2\n' in text
-    (fam,) = text_string_to_metric_families(text)
-    assert fam.samples[0].labels == {"zeta": 'q"uote', "alpha": "back\\slash\nnl"}
-
-    rust = ex.Registry(ex.RUST_METRICS_EXPORTER)
-    h = rust.histogram("h", None, ("b", "a"), (0.5, 1.0))
-    h.observe(("1", "2"), 0.7)
-    rust.counter("c_total", None).inc(None, 3)
-    text = rust.render()
-    assert text == (
-        "# TYPE c_total counter\nc_total 3\n\n"
-        "# TYPE h histogram\n"
-        'h_bucket{b="1",a="2",le="0.5"} 0\nh_bucket{b="1",a="2",le="1"} 1\nh_bucket{b="1",a="2",le="+Inf"} 1\n'
-        'h_sum{b="1",a="2"} 0.7\nh_count{b="1",a="2"} 1\n\n'
-    )
+def test_no_created_series():
+    """Custom metric families add no _created series (prometheus_client's own Counter would);
+    no upstream exporter serves them."""
+    for fake in (FakeMistral(), FakeOllamaMetrics("norskhelsenett"), FakeOllamaMetrics("http"), FakeCadvisor(),
+                 FakeDcgm()):
+        for scenario in fake.SCENARIOS:
+            fake.set_scenario(scenario)
+            fake.advance(2)
+        text = fake.exposition()
+        assert text and "_created" not in text, type(fake).__name__
 
 
 def test_loopback_only():
@@ -203,33 +183,35 @@ def test_loopback_only():
 
 HTTP4 = {"method", "path", "model", "status"}
 HTTP3 = {"method", "path", "model"}
-MISTRAL_EXPECTED = {
-    # name: (type, label names, buckets)
-    "http_requests_total": ("counter", HTTP4, None),
-    "http_request_duration_seconds": ("histogram", HTTP4, FakeMistral.HTTP_REQUEST_DURATION_BUCKETS),
-    "http_requests_in_flight": ("gauge", HTTP3, None),
-    "http_request_body_bytes": ("histogram", HTTP3, FakeMistral.HTTP_REQUEST_BODY_BYTE_BUCKETS),
-    "mistralrs_time_to_first_token_seconds": ("histogram", HTTP4, FakeMistral.TTFT_BUCKETS),
-    "mistralrs_inter_token_latency_seconds": ("histogram", HTTP4, FakeMistral.ITL_BUCKETS),
-    "mistralrs_tokens_processed_total": ("counter", set(), None),
-    "mistralrs_prefix_cache_lookups_total": ("counter", set(), None),
-    "mistralrs_prefix_cache_hits_total": ("counter", set(), None),
-    "mistralrs_prefix_cache_evictions_total": ("counter", set(), None),
-    "mistralrs_paged_preemptions_total": ("counter", set(), None),
-    "mistralrs_sequences_completed_total": ("counter", {"reason"}, None),
-    "mistralrs_sequences_running": ("gauge", set(), None),
-    "mistralrs_sequences_waiting": ("gauge", set(), None),
-    "mistralrs_sequences_capacity": ("gauge", set(), None),
-    "mistralrs_requests_pending_admission": ("gauge", set(), None),
-    "mistralrs_kv_cache_blocks_used": ("gauge", set(), None),
-    "mistralrs_kv_cache_blocks_total": ("gauge", set(), None),
+MISTRAL_EXPECTED = {  # name: (type, label names)
+    "http_requests_total": ("counter", HTTP4),
+    "http_request_duration_seconds": ("histogram", HTTP4),
+    "http_requests_in_flight": ("gauge", HTTP3),
+    "http_request_body_bytes": ("histogram", HTTP3),
+    "mistralrs_time_to_first_token_seconds": ("histogram", HTTP4),
+    "mistralrs_inter_token_latency_seconds": ("histogram", HTTP4),
+    "mistralrs_tokens_processed_total": ("counter", set()),
+    "mistralrs_prefix_cache_lookups_total": ("counter", set()),
+    "mistralrs_prefix_cache_hits_total": ("counter", set()),
+    "mistralrs_prefix_cache_evictions_total": ("counter", set()),
+    "mistralrs_paged_preemptions_total": ("counter", set()),
+    "mistralrs_sequences_completed_total": ("counter", {"reason"}),
+    "mistralrs_sequences_running": ("gauge", set()),
+    "mistralrs_sequences_waiting": ("gauge", set()),
+    "mistralrs_sequences_capacity": ("gauge", set()),
+    "mistralrs_requests_pending_admission": ("gauge", set()),
+    "mistralrs_kv_cache_blocks_used": ("gauge", set()),
+    "mistralrs_kv_cache_blocks_total": ("gauge", set()),
 }
-UPSTREAM_BUCKET_TEXT = {  # le values exactly as mistral.rs prints them
+MISTRAL_BUCKETS = {  # mistralrs-server-core/src/metrics.rs, as the README lists them
     "http_request_duration_seconds": "0.001 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 60 120 300 600 1200",
     "http_request_body_bytes": "128 512 1024 4096 16384 65536 262144 1048576 4194304 16777216 52428800 104857600",
     "mistralrs_time_to_first_token_seconds": "0.001 0.005 0.01 0.02 0.04 0.06 0.08 0.1 0.25 0.5 0.75 1 2.5 5 7.5 10 20 40 80 160 640 2560",
     "mistralrs_inter_token_latency_seconds": "0.01 0.025 0.05 0.075 0.1 0.15 0.2 0.3 0.4 0.5 0.75 1 2.5 5 7.5 10 20 40 80",
 }
+CHAT = {"method": "POST", "path": "/v1/chat/completions", "model": "Qwen/Qwen3-4B"}
+OK = dict(CHAT, status="200")
+ERR = dict(CHAT, status="500")
 
 
 def _exercise_all(m: FakeMistral) -> str:
@@ -239,38 +221,30 @@ def _exercise_all(m: FakeMistral) -> str:
     return scrape(m)
 
 
+def assert_labels_and_buckets(text: str, expected: dict, buckets_text: dict) -> None:
+    """Every sample has exactly the expected label names (plus le on buckets), and every histogram
+    series has exactly the documented buckets."""
+    for fam in text_string_to_metric_families(text):
+        name = exposed_name(fam)
+        labelnames = expected[name][1]
+        for s in fam.samples:
+            assert set(s.labels) - ({"le"} if s.name.endswith("_bucket") else set()) == labelnames, s.name
+        if fam.type == "histogram":
+            series = {frozenset((k, v) for k, v in s.labels.items() if k != "le") for s in fam.samples}
+            for labels in series:
+                bounds = [le for le, _ in buckets(text, name, **dict(labels))]
+                assert bounds == upstream_buckets(buckets_text[name]), (name, labels)
+
+
 def test_mistral_names_types_labels_buckets(mistral):
     text = _exercise_all(mistral)
-    assert type_lines(text) == {k: v[0] for k, v in MISTRAL_EXPECTED.items()}
-    assert help_lines(text) == {}  # mistral.rs describes no metric
-    fams = families(text)
-    seen = set()
-    for fam in fams.values():
-        name = fam.name + "_total" if fam.type == "counter" else fam.name
-        mtype, labelnames, bks = MISTRAL_EXPECTED[name]
-        assert fam.type == mtype
-        for s in fam.samples:
-            lab = set(s.labels) - ({"le"} if s.name.endswith("_bucket") else set())
-            assert lab == labelnames, (s.name, lab)
-        seen.add(name)
-        if bks is not None:
-            les = [s.labels["le"] for s in fam.samples if s.name.endswith("_bucket")]
-            n_series = len({frozenset((k, v) for k, v in s.labels.items() if k != "le") for s in fam.samples})
-            assert les[: len(bks) + 1] == UPSTREAM_BUCKET_TEXT[name].split() + ["+Inf"]
-            assert [float(x) for x in les[: len(bks)]] == list(bks)
-            assert len(les) == (len(bks) + 1) * n_series
-    assert seen == set(MISTRAL_EXPECTED)
-    # label values and order as metrics.rs passes them; le last
-    assert ('http_requests_total{method="POST",path="/v1/chat/completions",model="Qwen/Qwen3-4B",status="200"} '
-            in text)
-    assert 'status="200",le="1"}' in text and 'le="1.0"' not in text
-    reasons = {s.labels["reason"] for s in fams["mistralrs_sequences_completed"].samples}
+    assert types(text) == {k: v[0] for k, v in MISTRAL_EXPECTED.items()}
+    assert set(helps(text).values()) == {NO_HELP}  # upstream prints no HELP; prometheus_client needs one
+    assert_labels_and_buckets(text, MISTRAL_EXPECTED, MISTRAL_BUCKETS)
+    # label values as metrics.rs and sequence.rs set them
+    assert value(text, "http_requests_total", **OK) > 0 and value(text, "http_requests_total", **ERR) > 0
+    reasons = {s.labels["reason"] for s in families(text)["mistralrs_sequences_completed_total"].samples}
     assert reasons == {"stop", "error"} and reasons <= set(FakeMistral.COMPLETION_REASONS)
-    # metrics-exporter-prometheus layout: counters, then gauges, then histograms; blank line after each
-    kinds = [t for _, t in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M)]
-    assert kinds == sorted(kinds, key=["counter", "gauge", "histogram"].index)
-    assert all(block.startswith("# TYPE ") for block in text.strip("\n").split("\n\n"))
-    assert text.endswith("\n\n")
     assert_cumulative(text)
 
 
@@ -296,7 +270,7 @@ def test_mistral_v092_has_no_capacity_gauge():
     text = m.exposition()
     assert "mistralrs_sequences_capacity" not in text
     assert "mistralrs_requests_pending_admission" not in text
-    assert "mistralrs_sequences_running 4\n" in text
+    assert value(text, "mistralrs_sequences_running") == 4
 
 
 def test_mistral_counters_monotonic_and_histograms_cumulative(mistral):
@@ -317,11 +291,6 @@ def _window(m: FakeMistral, scenario: str, seconds: float = 20.0):
     before = m.exposition()
     m.advance(seconds)
     return before, m.exposition()
-
-
-CHAT = {"method": "POST", "path": "/v1/chat/completions", "model": "Qwen/Qwen3-4B"}
-OK = dict(CHAT, status="200")
-ERR = dict(CHAT, status="500")
 
 
 def test_mistral_healthy_shape():
@@ -349,7 +318,7 @@ def test_mistral_healthy_shape():
     kv = value(after, "mistralrs_kv_cache_blocks_used") / value(after, "mistralrs_kv_cache_blocks_total")
     assert kv == pytest.approx(0.30, abs=0.001)
     assert "mistralrs_paged_preemptions_total" not in after
-    assert set(s.labels["reason"] for s in families(after)["mistralrs_sequences_completed"].samples) == {"stop"}
+    assert set(s.labels["reason"] for s in families(after)["mistralrs_sequences_completed_total"].samples) == {"stop"}
 
 
 def test_mistral_latency_regression_moves_mass_to_high_buckets():
@@ -413,7 +382,7 @@ def test_mistral_idle_shape():
     fresh = FakeMistral()
     fresh.set_scenario("idle")
     text = fresh.exposition()
-    assert "mistralrs_sequences_running 0\n" in text and "http_requests_total" not in text
+    assert ("mistralrs_sequences_running", frozenset()) in samples(text) and "http_requests_total" not in text
 
 
 def test_mistral_stop_start_keeps_counters_restart_resets(mistral):
@@ -463,16 +432,27 @@ def test_mistral_is_deterministic():
 # ------------------------------------------------------------------------------------------------
 # Ollama
 
-NORSK_EXPECTED = {
-    "ollama_prompt_tokens_total": ("counter", {"model"}, None, "Total number of prompt tokens sent to the model"),
-    "ollama_generated_tokens_total": ("counter", {"model"}, None, "Total number of tokens generated by the model"),
-    "ollama_request_duration_seconds": ("histogram", {"endpoint", "model"}, "0.1 0.5 1 2 5 10 30 60",
-                                        "Duration of Ollama requests in seconds"),
-    "ollama_time_per_token_seconds": ("histogram", {"model"}, "0.01 0.05 0.1 0.2 0.5 1 2",
-                                      "Time per generated token (seconds per token)"),
-    "ollama_loaded_models": ("gauge", set(), None, "Number of models currently loaded in memory in Ollama"),
-    "ollama_model_loaded": ("gauge", {"model"}, None, "Indicator (1/0) if a model is loaded in memory"),
-    "ollama_model_ram_mb": ("gauge", {"model"}, None, "RAM usage in megabytes for each loaded model"),
+NORSK_EXPECTED = {  # name: (type, label names, HELP)
+    "ollama_prompt_tokens_total": ("counter", {"model"}, "Total number of prompt tokens sent to the model"),
+    "ollama_generated_tokens_total": ("counter", {"model"}, "Total number of tokens generated by the model"),
+    "ollama_request_duration_seconds": ("histogram", {"endpoint", "model"}, "Duration of Ollama requests in seconds"),
+    "ollama_time_per_token_seconds": ("histogram", {"model"}, "Time per generated token (seconds per token)"),
+    "ollama_loaded_models": ("gauge", set(), "Number of models currently loaded in memory in Ollama"),
+    "ollama_model_loaded": ("gauge", {"model"}, "Indicator (1/0) if a model is loaded in memory"),
+    "ollama_model_ram_mb": ("gauge", {"model"}, "RAM usage in megabytes for each loaded model"),
+}
+NORSK_BUCKETS = {  # NorskHelsenett/ollama-metrics main.go
+    "ollama_request_duration_seconds": "0.1 0.5 1 2 5 10 30 60",
+    "ollama_time_per_token_seconds": "0.01 0.05 0.1 0.2 0.5 1 2",
+}
+GO_RUNTIME = {  # the subset of client_golang's default registry the fake serves: name -> (type, label names)
+    "go_goroutines": ("gauge", set()),
+    "go_threads": ("gauge", set()),
+    "process_cpu_seconds_total": ("counter", set()),
+    "process_resident_memory_bytes": ("gauge", set()),
+    "process_start_time_seconds": ("gauge", set()),
+    "promhttp_metric_handler_requests_in_flight": ("gauge", set()),
+    "promhttp_metric_handler_requests_total": ("counter", {"code"}),
 }
 
 
@@ -486,31 +466,18 @@ def test_ollama_norskhelsenett_exact():
         text = scrape(o)
     finally:
         o.close()
-    types, helps = type_lines(text), help_lines(text)
-    for name, (mtype, labelnames, bks, help_) in NORSK_EXPECTED.items():
-        assert types[name] == mtype and helps[name] == help_
-    assert {n for n in types if n.startswith("ollama_")} == set(NORSK_EXPECTED)
-    assert set(types) - set(NORSK_EXPECTED) <= {
-        "go_goroutines", "go_threads", "process_cpu_seconds_total", "process_resident_memory_bytes",
-        "process_start_time_seconds", "promhttp_metric_handler_requests_in_flight",
-        "promhttp_metric_handler_requests_total"}
-    for fam in text_string_to_metric_families(text):
-        name = fam.name + "_total" if fam.type == "counter" else fam.name
-        if name not in NORSK_EXPECTED:
-            continue
-        _, labelnames, bks, _ = NORSK_EXPECTED[name]
-        for s in fam.samples:
-            assert set(s.labels) - {"le"} == labelnames
-        if bks:
-            les = [s.labels["le"] for s in fam.samples if s.name.endswith("_bucket")]
-            assert les == bks.split() + ["+Inf"]
-    assert 'ollama_request_duration_seconds_bucket{endpoint="chat",model="llama3.2:3b",le="0.1"}' in text
+    assert types(text) == {name: v[0] for name, v in {**NORSK_EXPECTED, **GO_RUNTIME}.items()}
+    assert {name: h for name, h in helps(text).items() if name.startswith("ollama_")} == {
+        name: v[2] for name, v in NORSK_EXPECTED.items()}
+    assert_labels_and_buckets(text, {**NORSK_EXPECTED, **GO_RUNTIME}, NORSK_BUCKETS)
+    assert value(text, "ollama_request_duration_seconds_count", endpoint="chat", model="llama3.2:3b") == 20
     assert value(text, "ollama_prompt_tokens_total", model="llama3.2:3b") == 20 * 200
     assert value(text, "ollama_generated_tokens_total", model="llama3.2:3b") == 20 * 50
     assert value(text, "ollama_model_loaded", model="llama3.2:3b") == 1
     assert value(text, "ollama_model_ram_mb", model="llama3.2:3b") == 3200
     assert value(text, "promhttp_metric_handler_requests_total", code="200") == 1
     assert value(text, "promhttp_metric_handler_requests_in_flight") == 1
+    assert {s.labels["code"] for s in families(text)["promhttp_metric_handler_requests_total"].samples} == {"200", "500", "503"}
     assert_cumulative(text)
     # ensureModelTag
     assert FakeOllamaMetrics(model="llama3").model == "llama3:latest"
@@ -540,8 +507,14 @@ def test_ollama_norskhelsenett_scenarios():
     assert 'status="' not in o.exposition()
 
 
-def test_ollama_seed_convention():
-    o = FakeOllamaMetrics("seed")
+HTTP_FLAVOUR_EXPECTED = {
+    "ollama_http_requests_total": ("counter", {"method", "path", "status", "model"}),
+    "ollama_http_request_duration_seconds": ("histogram", {"method", "path", "status", "model"}),
+}
+
+
+def test_ollama_http_flavour():
+    o = FakeOllamaMetrics("http")
     o.start()
     try:
         before = scrape(o)
@@ -550,15 +523,11 @@ def test_ollama_seed_convention():
         text = scrape(o)
     finally:
         o.close()
-    assert before == ""  # no request yet: client_golang omits empty vectors
-    assert type_lines(text) == {"ollama_http_requests_total": "counter",
-                                "ollama_http_request_duration_seconds": "histogram"}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            assert set(s.labels) - {"le"} == {"method", "path", "status", "model"}
-    les = [float(le) for le, _ in buckets(text, "ollama_http_request_duration_seconds",
-                                          method="POST", path="/api/chat", status="200", model="llama3.2:3b")]
-    assert les[:-1] == list(FakeMistral.HTTP_REQUEST_DURATION_BUCKETS)
+    assert before == ""  # no request yet, so no series and no HELP/TYPE lines either
+    assert types(text) == {name: v[0] for name, v in HTTP_FLAVOUR_EXPECTED.items()}
+    # the same buckets as mistral.rs's http_request_duration_seconds
+    assert_labels_and_buckets(text, HTTP_FLAVOUR_EXPECTED,
+                              {"ollama_http_request_duration_seconds": MISTRAL_BUCKETS["http_request_duration_seconds"]})
     ok = value(text, "ollama_http_requests_total", method="POST", path="/api/chat", status="200", model="llama3.2:3b")
     err = value(text, "ollama_http_requests_total", method="POST", path="/api/chat", status="500", model="llama3.2:3b")
     assert ok + err == 100 and err == 30
@@ -570,6 +539,7 @@ def test_ollama_seed_convention():
     slow = delta(buckets(o.exposition(), "ollama_http_request_duration_seconds", **lab),
                  buckets(b, "ollama_http_request_duration_seconds", **lab))
     assert quantile(0.95, slow) > 30
+    assert FakeOllamaMetrics.FLAVOURS == ("norskhelsenett", "http")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -586,6 +556,11 @@ CADVISOR_EXPECTED = {
 }
 
 
+CADVISOR_RUNTIME = ("go_goroutines", "go_threads", "process_cpu_seconds_total", "process_resident_memory_bytes",
+                    "process_start_time_seconds")
+UNSTAMPED = ("container_start_time_seconds", "container_spec_memory_limit_bytes", "container_scrape_error")
+
+
 def test_cadvisor_exact():
     now = 1_790_000_000.0
     c = FakeCadvisor(memory_limit_bytes=8 * 1024 ** 3, clock=lambda: now, start_time=now - 600,
@@ -595,32 +570,36 @@ def test_cadvisor_exact():
         text = scrape(c)
     finally:
         c.close()
-    types, helps = type_lines(text), help_lines(text)
-    for name, (mtype, help_) in CADVISOR_EXPECTED.items():
-        assert types[name] == mtype and helps[name] == help_
+    assert {n: t for n, t in types(text).items() if n.startswith("container_")} == {
+        n: v[0] for n, v in CADVISOR_EXPECTED.items()}
+    assert set(types(text)) - set(CADVISOR_EXPECTED) == set(CADVISOR_RUNTIME)
+    assert {n: h for n, h in helps(text).items() if n.startswith("container_")} == {
+        n: v[1] for n, v in CADVISOR_EXPECTED.items()}
     base = {"id", "image", "name", "container_label_com_docker_compose_service"}
     for fam in text_string_to_metric_families(text):
-        if not fam.name.startswith("container_") or fam.name == "container_scrape_error":
+        name = exposed_name(fam)
+        if name not in CADVISOR_EXPECTED:
+            assert all(not s.labels and s.timestamp is None for s in fam.samples), name
             continue
-        names = {s.labels["name"] for s in fam.samples}
-        assert names == {"mistral", "prometheus", "grafana"}
+        if name == "container_scrape_error":
+            assert [(s.labels, s.value) for s in fam.samples] == [({}, 0.0)]
+            continue
+        assert {s.labels["name"] for s in fam.samples} == {"mistral", "prometheus", "grafana"}
         for s in fam.samples:
-            extra = {"cpu"} if fam.name == "container_cpu_usage_seconds" else set()
+            extra = {"cpu"} if name == "container_cpu_usage_seconds_total" else set()
             assert set(s.labels) == base | extra
             assert re.fullmatch(r"/system\.slice/docker-[0-9a-f]{64}\.scope", s.labels["id"])
             if extra:
                 assert s.labels["cpu"] == "total"
-            ts = s.timestamp
-            if fam.name in ("container_start_time_seconds", "container_spec_memory_limit_bytes"):
-                assert ts is None
-            else:
-                assert ts is not None and float(ts) == now
+            # per-container stats carry cAdvisor's read time in milliseconds; spec and start time carry none
+            assert s.timestamp is None if name in UNSTAMPED else float(s.timestamp) == now, (name, s.timestamp)
     # union of labels: containers without the Docker label get ""
-    assert 'container_label_com_docker_compose_service="",cpu="total",id=' in text
+    compose = {s.labels["name"]: s.labels["container_label_com_docker_compose_service"]
+               for s in families(text)["container_memory_working_set_bytes"].samples}
+    assert compose == {"mistral": "", "prometheus": "", "grafana": "grafana"}
     assert value(text, "container_start_time_seconds", **_cad_labels(c, "mistral")) == now - 600
     assert value(text, "container_last_seen", **_cad_labels(c, "grafana")) == now
-    assert ex.format_float_go(now) in text  # 1.79e+09 style, as client_golang prints it
-    assert re.search(r"^container_last_seen\{.*\} 1\.79e\+09 1790000000000$", text, re.M)
+    assert re.search(r"^container_last_seen\{.*\} \S+ 1790000000000$", text, re.M)  # milliseconds on the wire
 
 
 def _cad_labels(c: FakeCadvisor, name: str) -> dict:
@@ -632,6 +611,7 @@ def test_cadvisor_scenarios_and_restart():
     c = FakeCadvisor(memory_limit_bytes=limit, timestamps=False)
     m = _cad_labels(c, "mistral")
     healthy = c.exposition()
+    assert all(s.timestamp is None for f in text_string_to_metric_families(healthy) for s in f.samples)
     ratio = value(healthy, "container_memory_working_set_bytes", **m) / limit
     assert ratio < 0.5
     before = monotonic_samples(healthy)
@@ -668,11 +648,9 @@ DCGM_HELP = {
     "DCGM_FI_DEV_FB_USED": "Framebuffer memory used (in MiB).",
     "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": "Ratio of cycles the tensor (HMMA) pipe is active.",
 }
-DCGM_LINE = re.compile(
-    r'^(?P<name>DCGM_FI_\w+)\{gpu="(?P<gpu>\d+)",UUID="GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",'
-    r'pci_bus_id="[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.\d",device="nvidia(?P=gpu)",modelName="[^"]+",'
-    r'Hostname="[^"]+",DCGM_FI_DRIVER_VERSION="[^"]+"(?P<xid>,err_code="\d+",err_msg="[^"]+")?\} (?P<value>\S+)$'
-)
+DCGM_LABELS = {"gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION"}
+DCGM_INT64 = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_FREE",
+              "DCGM_FI_DEV_FB_USED")
 
 
 def test_dcgm_exact():
@@ -682,23 +660,28 @@ def test_dcgm_exact():
         text = scrape(d)
     finally:
         d.close()
-    assert list(help_lines(text).items()) == list(DCGM_HELP.items())  # field-id order
-    assert set(type_lines(text).values()) == {"gauge"}
-    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
-    assert len(lines) == 2 * len(DCGM_HELP) and "" not in lines
-    for ln in lines:
-        mt = DCGM_LINE.match(ln)
-        assert mt, ln
-        is_double = mt["name"] in ("DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE")
-        assert re.fullmatch(r"\d+\.\d{6}" if is_double else r"\d+", mt["value"]), ln
-        assert bool(mt["xid"]) == (mt["name"] == "DCGM_FI_DEV_XID_ERRORS")
-    assert 'err_code="0",err_msg="No Error"} 0' in text
+    assert list(helps(text).items()) == list(DCGM_HELP.items())  # field-id order
+    assert set(types(text).values()) == {"gauge"}
     fams = families(text)
+    for name, fam in fams.items():
+        assert len(fam.samples) == 2
+        for s in fam.samples:
+            xid = {"err_code", "err_msg"} if name == "DCGM_FI_DEV_XID_ERRORS" else set()
+            assert set(s.labels) == DCGM_LABELS | xid, name
+            gpu = s.labels["gpu"]
+            assert s.labels["device"] == f"nvidia{gpu}"
+            assert re.fullmatch(r"GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", s.labels["UUID"])
+            assert re.fullmatch(r"[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.\d", s.labels["pci_bus_id"])
+            if name in DCGM_INT64:
+                assert s.value.is_integer(), (name, s.value)
+    (xid,) = [s.labels for s in fams["DCGM_FI_DEV_XID_ERRORS"].samples if s.labels["gpu"] == "0"]
+    assert (xid["err_code"], xid["err_msg"]) == ("0", "No Error")
     assert {s.labels["gpu"] for s in fams["DCGM_FI_DEV_FB_USED"].samples} == {"0", "1"}
-    used, free = value(text, "DCGM_FI_DEV_FB_USED", **fams["DCGM_FI_DEV_FB_USED"].samples[0].labels), \
-        value(text, "DCGM_FI_DEV_FB_FREE", **fams["DCGM_FI_DEV_FB_FREE"].samples[0].labels)
-    assert used + free == 81920
+    gpu0 = fams["DCGM_FI_DEV_FB_USED"].samples[0].labels
+    assert value(text, "DCGM_FI_DEV_FB_USED", **gpu0) + value(text, "DCGM_FI_DEV_FB_FREE", **gpu0) == 81920
     assert "DCGM_FI_PROF" not in FakeDcgm(profiling=False).exposition()
+    no_host = families(FakeDcgm(hostname="").exposition())
+    assert all("Hostname" not in s.labels for f in no_host.values() for s in f.samples)
 
 
 def test_dcgm_scenarios():
@@ -709,6 +692,5 @@ def test_dcgm_scenarios():
     assert d.value("DCGM_FI_DEV_FB_USED") / 81920 == pytest.approx(FakeDcgm.GPU_MEMORY_FULL_RATIO, abs=0.001)
     assert d.value("DCGM_FI_DEV_FB_FREE") == 81920 - d.value("DCGM_FI_DEV_FB_USED")
     d.set_scenario("xid_errors")
-    text = d.exposition()
-    assert re.search(r'^DCGM_FI_DEV_XID_ERRORS\{.*,err_code="79",err_msg="GPU has fallen off the bus"\} 79$', text, re.M)
-    families(text)  # parses
+    (xid,) = families(d.exposition())["DCGM_FI_DEV_XID_ERRORS"].samples
+    assert (xid.labels["err_code"], xid.labels["err_msg"], xid.value) == ("79", "GPU has fallen off the bus", 79)

@@ -4,7 +4,7 @@ Upstream followed (read from source, nothing copied):
 
 * EricLBuehler/mistral.rs tag **v0.9.2** (commit d184053f2441f897cf81429b98b0d868f4d96ff3,
   2026-08-20) and ``main`` at commit **9e922623f24b32d41f3892b74f0eed18707f4e6c** (2026-08-22,
-  "feat(metrics): add mistralrs_sequences_capacity gauge (#2391)", v0.9.2 + 7 commits):
+  v0.9.2 + 7 commits, the one that adds ``mistralrs_sequences_capacity``):
 
   - ``mistralrs-server-core/src/metrics.rs``: recorder install with per-metric buckets
     (``HTTP_REQUEST_DURATION_BUCKETS``, ``HTTP_REQUEST_BODY_BYTE_BUCKETS``, ``TTFT_BUCKETS``,
@@ -25,16 +25,18 @@ Upstream followed (read from source, nothing copied):
     (``StopReason::metric_label``: stop, length, canceled, generated_image, generated_speech,
     tool_calls; plus ``error``).
   - ``mistralrs-core/src/engine/mod.rs`` (main only): ``mistralrs_sequences_capacity`` (set once at
-    engine start, #2391) and ``mistralrs_requests_pending_admission`` (#2390). **Neither exists at
+    engine start) and ``mistralrs_requests_pending_admission``. **Neither exists at
     v0.9.2**; pass ``upstream="v0.9.2"`` to get the tag's exact metric set.
   - ``mistralrs-server-core/src/handlers.rs`` + ``openai.rs``: ``/health`` answers ``OK``;
     ``/v1/models`` lists a ``default`` card and then each model with ``status`` ("loaded").
   - ``docs/src/content/docs/guides/deploy/observability.mdx`` (metric tables).
 
-* Rendering: crate ``metrics-exporter-prometheus`` 0.18.3 (see ``exposition.RUST_METRICS_EXPORTER``):
-  no ``# HELP`` lines (mistral.rs calls no ``describe_*``), counters then gauges then histograms,
-  a blank line after every family, ``le`` printed with Rust ``f64`` Display (``le="1"``,
-  ``le="0.001"``, ``le="1200"``).
+* Rendering: upstream uses the crate ``metrics-exporter-prometheus`` 0.18.3 (locked in v0.9.2's
+  ``Cargo.lock``); this fake renders with prometheus_client instead. Names, types, labels, label
+  values and buckets are upstream's; the text differs only where Prometheus parses both the same
+  (``le="1.0"`` for upstream's ``le="1"``, family and label order, values as floats). One visible
+  difference: upstream prints no ``# HELP`` lines (mistral.rs describes no metric), while
+  prometheus_client always prints one, so every family here has the HELP text ``NO_HELP``.
 
 Faithfulness notes:
 
@@ -56,13 +58,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Tuple, Union
 
-from .exposition import (
-    RUST_METRICS_EXPORTER,
-    Carry,
-    FakeExporterBase,
-    Registry,
-    spread,
-)
+from .base import Carry, FakeExporterBase, Registry, spread
 
 UPSTREAM_V092 = "v0.9.2"
 UPSTREAM_MAIN = "main"
@@ -72,6 +68,8 @@ UPSTREAM_COMMITS = {
 }
 
 SCENARIOS = ("healthy", "latency_regression", "error_burst", "queue_saturation", "kv_cache_exhaustion", "idle")
+
+NO_HELP = "mistral.rs serves no HELP for this metric"
 
 CAPACITY = "capacity"  # sentinel for Shape.running: "as many as the engine's capacity"
 
@@ -193,29 +191,27 @@ class FakeMistral(FakeExporterBase):
 
     # -- registry -----------------------------------------------------------------------------
     def _build_registry(self) -> None:
-        r = self.registry = Registry(RUST_METRICS_EXPORTER)
+        r = self.registry = Registry()
         # HTTP middleware (metrics.rs)
-        r.counter("http_requests_total", None, self.HTTP_LABELS)
-        r.histogram("http_request_duration_seconds", None, self.HTTP_LABELS, self.HTTP_REQUEST_DURATION_BUCKETS)
-        r.gauge("http_requests_in_flight", None, self.IN_FLIGHT_LABELS)
-        r.histogram("http_request_body_bytes", None, self.IN_FLIGHT_LABELS, self.HTTP_REQUEST_BODY_BYTE_BUCKETS)
+        r.counter("http_requests_total", NO_HELP, self.HTTP_LABELS)
+        r.histogram("http_request_duration_seconds", NO_HELP, self.HTTP_LABELS, self.HTTP_REQUEST_DURATION_BUCKETS)
+        r.gauge("http_requests_in_flight", NO_HELP, self.IN_FLIGHT_LABELS)
+        r.histogram("http_request_body_bytes", NO_HELP, self.IN_FLIGHT_LABELS, self.HTTP_REQUEST_BODY_BYTE_BUCKETS)
         # streaming latency (streaming.rs)
-        r.histogram("mistralrs_time_to_first_token_seconds", None, self.HTTP_LABELS, self.TTFT_BUCKETS)
-        r.histogram("mistralrs_inter_token_latency_seconds", None, self.HTTP_LABELS, self.ITL_BUCKETS)
+        r.histogram("mistralrs_time_to_first_token_seconds", NO_HELP, self.HTTP_LABELS, self.TTFT_BUCKETS)
+        r.histogram("mistralrs_inter_token_latency_seconds", NO_HELP, self.HTTP_LABELS, self.ITL_BUCKETS)
         # engine (logger.rs, scheduler.rs, block_pool.rs, sequence.rs, engine/mod.rs)
-        r.counter("mistralrs_tokens_processed_total", None)
-        r.counter("mistralrs_prefix_cache_lookups_total", None)
-        r.counter("mistralrs_prefix_cache_hits_total", None)
-        r.counter("mistralrs_prefix_cache_evictions_total", None)
-        r.counter("mistralrs_paged_preemptions_total", None)
-        r.counter("mistralrs_sequences_completed_total", None, ("reason",))
-        r.gauge("mistralrs_sequences_running", None)
-        r.gauge("mistralrs_sequences_waiting", None)
-        r.gauge("mistralrs_kv_cache_blocks_used", None)
-        r.gauge("mistralrs_kv_cache_blocks_total", None)
+        for name in ("mistralrs_tokens_processed_total", "mistralrs_prefix_cache_lookups_total",
+                     "mistralrs_prefix_cache_hits_total", "mistralrs_prefix_cache_evictions_total",
+                     "mistralrs_paged_preemptions_total"):
+            r.counter(name, NO_HELP)
+        r.counter("mistralrs_sequences_completed_total", NO_HELP, ("reason",))
+        gauges = ["mistralrs_sequences_running", "mistralrs_sequences_waiting", "mistralrs_kv_cache_blocks_used",
+                  "mistralrs_kv_cache_blocks_total"]
         if self.upstream == UPSTREAM_MAIN:
-            r.gauge("mistralrs_sequences_capacity", None)
-            r.gauge("mistralrs_requests_pending_admission", None)
+            gauges += ["mistralrs_sequences_capacity", "mistralrs_requests_pending_admission"]
+        for name in gauges:
+            r.gauge(name, NO_HELP)
 
     def _reset_process_locked(self) -> None:
         self.registry.clear()
@@ -228,12 +224,12 @@ class FakeMistral(FakeExporterBase):
         self._evict = Carry()
         r = self.registry
         if self.upstream == UPSTREAM_MAIN:
-            r["mistralrs_sequences_capacity"].set(None, self.capacity)
-            r["mistralrs_requests_pending_admission"].set(None, 0)
-        r["mistralrs_sequences_running"].set(None, 0)
-        r["mistralrs_sequences_waiting"].set(None, 0)
-        r["mistralrs_kv_cache_blocks_used"].set(None, 0)
-        r["mistralrs_kv_cache_blocks_total"].set(None, self.kv_blocks_total)
+            r["mistralrs_sequences_capacity"].set((), self.capacity)
+            r["mistralrs_requests_pending_admission"].set((), 0)
+        r["mistralrs_sequences_running"].set((), 0)
+        r["mistralrs_sequences_waiting"].set((), 0)
+        r["mistralrs_kv_cache_blocks_used"].set((), 0)
+        r["mistralrs_kv_cache_blocks_total"].set((), self.kv_blocks_total)
 
     # -- scenario driving ---------------------------------------------------------------------
     @property
@@ -248,10 +244,10 @@ class FakeMistral(FakeExporterBase):
         s = self.shape
         r = self.registry
         running = self.running_for(self._scenario)
-        r["mistralrs_sequences_running"].set(None, running)
-        r["mistralrs_sequences_waiting"].set(None, s.waiting)
-        r["mistralrs_kv_cache_blocks_used"].set(None, round(s.kv_used_ratio * self.kv_blocks_total))
-        r["mistralrs_kv_cache_blocks_total"].set(None, self.kv_blocks_total)
+        r["mistralrs_sequences_running"].set((), running)
+        r["mistralrs_sequences_waiting"].set((), s.waiting)
+        r["mistralrs_kv_cache_blocks_used"].set((), round(s.kv_used_ratio * self.kv_blocks_total))
+        r["mistralrs_kv_cache_blocks_total"].set((), self.kv_blocks_total)
         in_flight = r["http_requests_in_flight"]
         key = (self.METHOD, self.CHAT_PATH, self.model)
         if s.rps > 0 or in_flight.has(key):
@@ -273,12 +269,12 @@ class FakeMistral(FakeExporterBase):
                 r["mistralrs_prefix_cache_hits_total"].inc()
             if self._err.take(s.error_ratio):
                 # engine error before the stream started: plain JSON 500, no TTFT/ITL samples
-                r["mistralrs_tokens_processed_total"].inc(None, s.prompt_tokens)
+                r["mistralrs_tokens_processed_total"].inc((), s.prompt_tokens)
                 r["mistralrs_sequences_completed_total"].inc(("error",))
                 r["http_requests_total"].inc(err_key)
                 r["http_request_duration_seconds"].observe(err_key, spread(i, *s.error_duration))
                 continue
-            r["mistralrs_tokens_processed_total"].inc(None, s.prompt_tokens + s.generated_tokens)
+            r["mistralrs_tokens_processed_total"].inc((), s.prompt_tokens + s.generated_tokens)
             r["mistralrs_time_to_first_token_seconds"].observe(ok_key, spread(i, *s.ttft))
             itl = r["mistralrs_inter_token_latency_seconds"]
             for j in range(s.generated_tokens - 1):  # one sample per decode step after the first
@@ -288,15 +284,12 @@ class FakeMistral(FakeExporterBase):
             r["http_request_duration_seconds"].observe(ok_key, spread(i, *s.duration))
         p = self._preempt.take(s.preemptions_per_s * seconds)
         if p:
-            r["mistralrs_paged_preemptions_total"].inc(None, p)
+            r["mistralrs_paged_preemptions_total"].inc((), p)
         e = self._evict.take(s.evictions_per_s * seconds)
         if e:
-            r["mistralrs_prefix_cache_evictions_total"].inc(None, e)
+            r["mistralrs_prefix_cache_evictions_total"].inc((), e)
 
-    # -- rendering and routes -----------------------------------------------------------------
-    def _render_locked(self) -> str:
-        return self.registry.render()
-
+    # -- routes -------------------------------------------------------------------------------
     def _routes(self):
         routes = super()._routes()
         routes["/health"] = lambda: (200, "text/plain; charset=utf-8", b"OK")

@@ -7,7 +7,8 @@ FakeCadvisor -- **google/cadvisor v0.60.5** (commit 44b8e3062d678022939d40b2a2e9
     ``--store_container_labels=true``), ``cmd/internal/http/handlers.go`` (own registry with the Go
     and process collectors, no promhttp_* metrics), ``lib/container/libcontainer/handler.go``
     (per-CPU usage only when the cgroup reports it) and ``lib/metrics/testdata/prometheus_metrics``.
-    Rendered like client_golang (HELP+TYPE, sorted families/labels/series, Go float format).
+    Upstream renders with client_golang, this fake with prometheus_client: same names, types, labels
+    and timestamps; formatting such as ``40.0`` for client_golang's ``40`` parses the same.
 
     * Labels: ``DefaultContainerLabels`` gives ``id`` (cgroup path), ``name`` (first alias: the Docker
       container name), ``image``, ``container_label_<docker label>`` for every Docker label and
@@ -34,15 +35,17 @@ FakeDcgm -- **NVIDIA/dcgm-exporter 4.5.3-4.8.2** (commit 691c92762eb551313c825f6
     ``internal/pkg/collector/gpu_collector.go`` (labels, ``%d``/``%f`` value formatting, XID
     ``err_code``/``err_msg`` attributes), ``internal/pkg/collector/xid_errors.go`` (XID texts) and
     ``internal/pkg/counters/types.go`` (counters are ordered by DCGM field id; ids read from
-    NVIDIA/go-dcgm ``pkg/dcgm/dcgm_fields.h``). The exporter does not use client_golang for these:
+    NVIDIA/go-dcgm ``pkg/dcgm/dcgm_fields.h``). The exporter prints these with its own template,
+    not client_golang:
 
-    * line format ``NAME{gpu="0",UUID="GPU-...",pci_bus_id="...",device="nvidia0",
-      modelName="...",Hostname="..."<,DCGM_FI_DRIVER_VERSION="..."><,err_code=..,err_msg=..>} VALUE``
-      in exactly that order (``label``-type CSV rows such as ``DCGM_FI_DRIVER_VERSION`` become
-      labels; ``Hostname`` is omitted with ``--no-hostname``; ``uuid`` lower-case only with
-      ``--use-old-namespace``); no label escaping; no blank lines.
-    * INT64 fields print as ``%d`` (GPU_TEMP, GPU_UTIL, XID_ERRORS, FB_USED, FB_FREE), DOUBLE fields
-      as ``%f`` (POWER_USAGE ``350.250000``, PROF_PIPE_TENSOR_ACTIVE ``0.350000``).
+    * labels ``gpu, UUID, pci_bus_id, device, modelName, Hostname, DCGM_FI_DRIVER_VERSION`` on every
+      series (``label``-type CSV rows such as ``DCGM_FI_DRIVER_VERSION`` become labels; ``Hostname``
+      is omitted with ``--no-hostname``; ``uuid`` lower-case only with ``--use-old-namespace``), and
+      ``err_code, err_msg`` on XID series.
+    * Upstream prints INT64 fields with ``%d`` (GPU_TEMP, GPU_UTIL, XID_ERRORS, FB_USED, FB_FREE) and
+      DOUBLE fields with ``%f`` (POWER_USAGE ``350.250000``); prometheus_client prints ``62.0`` and
+      ``350.25``, which Prometheus parses to the same values. Label order follows prometheus_client
+      (sorted) rather than the template's.
     * Families emitted (a subset of the default CSV): DCGM_FI_DEV_GPU_TEMP (150),
       DCGM_FI_DEV_POWER_USAGE (155), DCGM_FI_DEV_GPU_UTIL (203), DCGM_FI_DEV_XID_ERRORS (230),
       DCGM_FI_DEV_FB_FREE (251), DCGM_FI_DEV_FB_USED (252), DCGM_FI_PROF_PIPE_TENSOR_ACTIVE (1004;
@@ -57,9 +60,11 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .exposition import GO_CLIENT, FakeExporterBase, Registry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from .base import FakeExporterBase, Registry
 
 CADVISOR_VERSION = "v0.60.5"
 CADVISOR_COMMIT = "44b8e3062d678022939d40b2a2e9b259b07ebab0"
@@ -95,6 +100,9 @@ class FakeCadvisor(FakeExporterBase):
         "grafana": "grafana/grafana:12.2.1",
     }
     MEMORY_PRESSURE_RATIO = 0.97
+    # families whose samples carry cAdvisor's collection timestamp (the others carry none)
+    STAMPED = ("container_cpu_usage_seconds_total", "container_last_seen", "container_memory_usage_bytes",
+               "container_memory_working_set_bytes")
     # per-container healthy shapes; unknown names use "default"
     HEALTHY = {
         "mistral": ContainerShape(0.40, 0.05, 1.5),
@@ -154,7 +162,7 @@ class FakeCadvisor(FakeExporterBase):
         extra = sorted({"container_label_" + k for c in self.containers for k in self.docker_labels[c]})
         self._raw_label_keys = ["id", "name", "image"] + extra
         self.label_names = tuple(_sanitize_label_name(k) for k in self._raw_label_keys)
-        r = self.registry = Registry(GO_CLIENT)
+        r = self.registry = Registry()
         h = self.HELP
         ln = self.label_names
         r.counter("container_cpu_usage_seconds_total", h["container_cpu_usage_seconds_total"], ln + ("cpu",))
@@ -184,12 +192,12 @@ class FakeCadvisor(FakeExporterBase):
         r = self.registry
         r.clear()
         self.process_start_time = self._clock()
-        r["container_scrape_error"].set(None, 0)
-        r["go_goroutines"].set(None, 40)
-        r["go_threads"].set(None, 12)
+        r["container_scrape_error"].set((), 0)
+        r["go_goroutines"].set((), 40)
+        r["go_threads"].set((), 12)
         r["process_cpu_seconds_total"].ensure()
-        r["process_resident_memory_bytes"].set(None, 62_914_560)
-        r["process_start_time_seconds"].set(None, round(self.process_start_time, 2))
+        r["process_resident_memory_bytes"].set((), 62_914_560)
+        r["process_start_time_seconds"].set((), round(self.process_start_time, 2))
         for c in self.containers:
             key = self.labels_for(c)
             r["container_start_time_seconds"].set(key, self.start_times[c])
@@ -232,19 +240,17 @@ class FakeCadvisor(FakeExporterBase):
         r = self.registry
         for c in self.containers:
             self._cpu[c] += self.shape_for(c).cpu_cores * seconds
-        r["process_cpu_seconds_total"].inc(None, 0.02 * seconds)
+        r["process_cpu_seconds_total"].inc((), 0.02 * seconds)
 
-    def _render_locked(self) -> str:
+    def collect(self) -> Iterator[Metric]:
+        # cAdvisor reads container stats when it is scraped and stamps them with the time it read them.
         now = self._clock()
-        ts = int(now * 1000) if self.timestamps else None
         r = self.registry
         for c in self.containers:
-            key = self.labels_for(c)
-            r["container_last_seen"].set(key, float(int(now)), ts)
-            for fam in ("container_memory_usage_bytes", "container_memory_working_set_bytes"):
-                r[fam].set_timestamp(key, ts)
-            r["container_cpu_usage_seconds_total"].set_timestamp(key + ("total",), ts)
-        return r.render()
+            r["container_last_seen"].set(self.labels_for(c), float(int(now)))
+        for name in self.STAMPED:
+            r[name].timestamp = now if self.timestamps else None
+        return r.collect()
 
 
 # ==================================================================================================
@@ -255,21 +261,20 @@ class FakeCadvisor(FakeExporterBase):
 class DcgmField:
     field_id: int
     name: str
-    prom_type: str
     help: str
-    is_double: bool
 
 
-# from etc/default-counters.csv (4.5.3-4.8.2); ids from go-dcgm dcgm_fields.h
+# from etc/default-counters.csv (4.5.3-4.8.2), where all of these are gauges; ids from go-dcgm dcgm_fields.h
 DCGM_FIELDS: Tuple[DcgmField, ...] = (
-    DcgmField(150, "DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", False),
-    DcgmField(155, "DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", True),
-    DcgmField(203, "DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", False),
-    DcgmField(230, "DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", False),
-    DcgmField(251, "DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", False),
-    DcgmField(252, "DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", False),
-    DcgmField(1004, "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "Ratio of cycles the tensor (HMMA) pipe is active.", True),
+    DcgmField(150, "DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."),
+    DcgmField(155, "DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."),
+    DcgmField(203, "DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."),
+    DcgmField(230, "DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered."),
+    DcgmField(251, "DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."),
+    DcgmField(252, "DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."),
+    DcgmField(1004, "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "Ratio of cycles the tensor (HMMA) pipe is active."),
 )
+XID_FIELD = "DCGM_FI_DEV_XID_ERRORS"
 
 # internal/pkg/collector/xid_errors.go (only the codes the scenarios use)
 XID_TEXT = {0: "No Error", 79: "GPU has fallen off the bus"}
@@ -352,22 +357,23 @@ class FakeDcgm(FakeExporterBase):
     def _reset_process_locked(self) -> None:
         self._apply_gauges_locked()
 
-    def _render_locked(self) -> str:
-        out: List[str] = []
+    def _gpu_labels(self, gpu: int) -> Dict[str, str]:
+        labels = {"gpu": str(gpu), "UUID": self.uuid(gpu), "pci_bus_id": self.pci_bus_id(gpu),
+                  "device": f"nvidia{gpu}", "modelName": self.model_name}
+        if self.hostname:  # an empty host name stands for --no-hostname
+            labels["Hostname"] = self.hostname
+        labels["DCGM_FI_DRIVER_VERSION"] = self.driver_version
+        return labels
+
+    def collect(self) -> Iterator[Metric]:
+        # dcgm-exporter prints every field of every GPU from its latest reading, so no series waits
+        # for a first touch, and the XID series changes labels when the error code does.
         for f in self.fields():
-            out.append(f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.prom_type}")
+            xid = f.name == XID_FIELD
+            names = [*self._gpu_labels(0), *(["err_code", "err_msg"] if xid else [])]
+            family = GaugeMetricFamily(f.name, f.help, labels=names)
             for g in range(self.gpus):
                 v = self._values[(f.name, g)]
-                val = "%f" % v if f.is_double else "%d" % v
-                labels = (
-                    f'gpu="{g}",UUID="{self.uuid(g)}",pci_bus_id="{self.pci_bus_id(g)}",device="nvidia{g}",'
-                    f'modelName="{self.model_name}"'
-                )
-                if self.hostname:
-                    labels += f',Hostname="{self.hostname}"'
-                labels += f',DCGM_FI_DRIVER_VERSION="{self.driver_version}"'
-                if f.name == "DCGM_FI_DEV_XID_ERRORS":
-                    labels += f',err_code="{int(v)}",err_msg="{XID_TEXT.get(int(v), UNKNOWN_XID_TEXT)}"'
-                out.append(f"\n{f.name}{{{labels}}} {val}")
-            out.append("\n")
-        return "".join(out)
+                extra = [str(v), XID_TEXT.get(v, UNKNOWN_XID_TEXT)] if xid else []
+                family.add_metric([*self._gpu_labels(g).values(), *extra], v)
+            yield family
