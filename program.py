@@ -1,7 +1,9 @@
-"""The stack: read and validate config, then wire the components together.
+"""The stack: read and validate config, render what the containers run, then wire the components.
 
 Kept out of `__main__.py` so the unit tests can run the whole program under Pulumi mocks, once per
-stack, in one process.
+stack, in one process. Everything the components upload or create (commands, Prometheus config and
+rules, dashboards, alerting) is rendered here by the pure functions of `llmstack`; the components
+only wire resources.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.exporters import Cadvisor, DcgmExporter, ExporterArgs
+from components.grafana import Grafana, GrafanaArgs
 from components.mistral import MistralRs, MistralRsArgs
+from components.prometheus import Prometheus, PrometheusArgs
+from llmstack import alerts, dashboards, grafana_alerting, prometheus as prometheus_render
 from llmstack import config as cfgmod
 from llmstack.config import ConfigError, StackConfig
+from llmstack.engines import mistralrs
 
 
 class PulumiConfigSource:
@@ -57,6 +63,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         "mistral",
         MistralRsArgs(
             config=cfg.mistral,
+            command=mistralrs.serve_command(cfg.mistral, with_hf_token=cfg.mistral.hf_token is not None),
             env=cfg.env,
             network_name=network.name,
             container_name=cfg.container_name("mistral"),
@@ -64,23 +71,21 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         ),
     )
 
-    # --- monitoring: Prometheus (issue 3) --------------------------------------------------
-    from components.prometheus import Prometheus, PrometheusArgs
-
     prometheus = Prometheus(
         "prometheus",
         PrometheusArgs(
-            config=cfg,
+            config=cfg.prometheus,
+            env=cfg.env,
             network_name=network.name,
-            # The scrape target is whatever the MistralRs component says it serves.
-            mistral_metrics_host=mistral.metrics_host,
-            mistral_metrics_port=mistral.metrics_port,
-            mistral_metrics_path=mistral.metrics_path,
+            container_name=cfg.container_name("prometheus"),
+            retain_data_on_delete=cfg.retain_data_on_delete,
+            prometheus_yml=prometheus_render.render_prometheus_yml(cfg),
+            rule_files=prometheus_render.render_rule_files(cfg),
         ),
+        # Scrapes the server from its first minute, so its model load is timed.
+        opts=pulumi.ResourceOptions(depends_on=[mistral]),
     )
-    pulumi.export("prometheusUrl", prometheus.url)
 
-    # --- resource exporters: cAdvisor, DCGM (issue 6) ----------------------------------------
     exporters = {
         "cadvisor": Cadvisor(
             "cadvisor",
@@ -92,17 +97,28 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             "dcgm",
             ExporterArgs(cfg.exporters.dcgm_image, cfg.env, network.name, cfg.container_name("dcgm-exporter")),
         )
-    # --- Grafana, dashboards and alerting (issue 4) -----------------------------------------
-    from components.grafana import Grafana, GrafanaArgs
 
     # A Grafana in the stack reaches Prometheus on the Docker network; an existing one, outside it,
     # through the published address (set prometheusPublishAddress to one it can reach).
-    prometheus_url = prometheus.internal_url if cfg.grafana.provisioned else prometheus.url
-    grafana = Grafana("grafana", GrafanaArgs(config=cfg, network_name=network.name, prometheus_url=prometheus_url))
+    grafana = Grafana(
+        "grafana",
+        GrafanaArgs(
+            config=cfg.grafana,
+            env=cfg.env,
+            network_name=network.name,
+            container_name=cfg.container_name("grafana"),
+            retain_data_on_delete=cfg.retain_data_on_delete,
+            prometheus_url=prometheus.internal_url if cfg.grafana.provisioned else prometheus.url,
+            scrape_interval=cfg.prometheus.scrape_interval,
+            dashboards=dashboards.rendered(),
+            alerting=grafana_alerting.alerting_spec(cfg, alerts.alert_rules(cfg), secret=pulumi.Output.secret),
+        ),
+    )
+
+    pulumi.export("prometheusUrl", prometheus.url)
     pulumi.export("grafanaUrl", grafana.url)
     if grafana.admin_password is not None:
         pulumi.export("grafanaAdminPassword", grafana.admin_password)
-
     pulumi.export("env", cfg.env)
     pulumi.export("mistralModelId", mistral.model_id)
     pulumi.export(

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional
 
 import pulumi
 import pulumiverse_grafana as grafana
 
-from llmstack import grafana_alerting as ga
-from llmstack.config import StackConfig
+from llmstack.grafana_alerting import AlertingSpec
 
 
 @dataclass(frozen=True)
 class GrafanaAlertingArgs:
-    config: StackConfig
+    spec: AlertingSpec  # rendered by llmstack/grafana_alerting.py
     provider: grafana.Provider
     # The folder and datasource the rules live in and query; the rule group waits for both.
     folder: grafana.oss.Folder
     datasource: grafana.oss.DataSource
-    alerts: Optional[Sequence[Any]] = None  # llmstack.rules.AlertRule; None reads llmstack.rules
-
-
-def _secret(value: Any) -> Any:
-    return pulumi.Output.secret(value)
 
 
 def _rule_args(spec: dict) -> grafana.alerting.RuleGroupRuleArgs:
@@ -57,36 +51,36 @@ class GrafanaAlerting(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GrafanaAlertingArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llmstack:index:GrafanaAlerting", name, None, opts)
-        cfg = args.config
+        spec = args.spec
 
         def child(**extra) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(parent=self, provider=args.provider, **extra)
 
         self.contact_points = {}
-        for spec in ga.contact_point_specs(cfg, secret=_secret):
-            blocks = {block: [_INTEGRATION_ARGS[block](**entry) for entry in entries] for block, entries in spec.integrations.items()}
-            self.contact_points[spec.key] = grafana.alerting.ContactPoint(
-                f"{name}-contact-point-{spec.key}",
-                name=spec.name,
+        for cp in spec.contact_points:
+            blocks = {block: [_INTEGRATION_ARGS[block](**entry) for entry in entries] for block, entries in cp.integrations.items()}
+            self.contact_points[cp.key] = grafana.alerting.ContactPoint(
+                f"{name}-contact-point-{cp.key}",
+                name=cp.name,
                 **blocks,
                 # The provider reads secure settings back redacted (pulumiverse/pulumi-grafana#379):
                 # keep the whole blocks secret in state, not only the inputs we marked.
-                opts=child(additional_secret_outputs=spec.secret_blocks),
+                opts=child(additional_secret_outputs=cp.secret_blocks),
             )
 
         depends: list[pulumi.Resource] = list(self.contact_points.values())
         self.mute_timing = None
-        if ga.needs_mute_timing(cfg):
+        if spec.mute_timing is not None:
             # One empty interval mutes at all times (the provider's documented way to say "always").
             self.mute_timing = grafana.alerting.MuteTiming(
                 f"{name}-mute-always",
-                name=ga.mute_timing_name(cfg),
+                name=spec.mute_timing,
                 intervals=[grafana.alerting.MuteTimingIntervalArgs()],
                 opts=child(),
             )
             depends.append(self.mute_timing)
 
-        policy = ga.notification_policy_spec(cfg)
+        policy = spec.policy
         # A singleton: this replaces the Grafana org's whole policy tree.
         self.policy = grafana.alerting.NotificationPolicy(
             f"{name}-notification-policy",
@@ -100,7 +94,7 @@ class GrafanaAlerting(pulumi.ComponentResource):
             opts=child(depends_on=depends),
         )
 
-        group = ga.rule_group_spec(cfg, args.alerts)
+        group = spec.rule_group
         self.rule_group = grafana.alerting.RuleGroup(
             f"{name}-rule-group",
             name=group["name"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import pulumi
 import pulumi_docker as docker
 
 # Docker labels the policy pack (policy/) reads to know what a container is and where it runs.
@@ -50,26 +51,22 @@ def http_healthcheck(url: str, start_period: str = "30s", tool: str = "curl") ->
     )
 
 
-def data_volume_options(parent, retain: bool) -> "pulumi.ResourceOptions":
+def data_volume_options(parent, retain: bool) -> pulumi.ResourceOptions:
     """Options for a volume that holds data (TSDB, Grafana DB, model cache).
 
     Where data is kept (prod by default), the volume survives `pulumi destroy` (retain_on_delete)
     and is protected against an accidental replace or delete; the policy pack checks `protect`,
     the one of the two a policy can see.
     """
-    import pulumi
-
     return pulumi.ResourceOptions(parent=parent, retain_on_delete=retain, protect=retain)
 
 
-def container_options(parent, secret_outputs: Sequence[str] = ()) -> "pulumi.ResourceOptions":
+def container_options(parent, secret_outputs: Sequence[str] = ()) -> pulumi.ResourceOptions:
     """Options every stack container shares.
 
     Containers have fixed names and published ports, and the data ones hold a volume lock, so only one
     can exist at a time: a replacement must remove the old container before it creates the new one.
     """
-    import pulumi
-
     return pulumi.ResourceOptions(
         parent=parent, delete_before_replace=True, additional_secret_outputs=list(secret_outputs) or None
     )

@@ -9,7 +9,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from llmstack.schema import TARGETS
+from llmstack.topology import TARGETS
 
 from .common import LOG_DRIVER, LOG_OPTS, container_labels, container_options, http_healthcheck, network_attachment
 

@@ -5,31 +5,44 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 import pulumiverse_grafana as grafana
 
-from llmstack import dashboards
-from llmstack.config import StackConfig
-from llmstack.schema import TARGETS
+from llmstack import dashboards, topology
+from llmstack.config import GrafanaConfig
+from llmstack.grafana_alerting import AlertingSpec
 
 from .alerting import GrafanaAlerting, GrafanaAlertingArgs
-from .common import LOG_DRIVER, LOG_OPTS, container_labels, container_options, data_volume_options, http_healthcheck, network_attachment, published_port, volume_labels
-
-DATA_PATH = "/var/lib/grafana"  # GF_PATHS_DATA in the official image
-HEALTH_PATH = "/api/health"
+from .common import (
+    LOG_DRIVER,
+    LOG_OPTS,
+    container_labels,
+    container_options,
+    data_volume_options,
+    http_healthcheck,
+    network_attachment,
+    published_port,
+    volume_labels,
+)
 
 
 @dataclass(frozen=True)
 class GrafanaArgs:
-    config: StackConfig
+    config: GrafanaConfig
+    env: str
     network_name: pulumi.Input[str]
-    # The stack's Prometheus as Grafana reaches it on the Docker network, e.g. http://prometheus:9090.
+    container_name: str
+    retain_data_on_delete: bool
+    # The stack's Prometheus as Grafana reaches it, e.g. http://prometheus:9090 on the Docker network.
     prometheus_url: pulumi.Input[str]
-    alerts: Optional[Sequence[Any]] = None  # llmstack.rules.AlertRule; None reads llmstack.rules
+    # The datasource's timeInterval, so $__rate_interval covers at least four scrapes.
+    scrape_interval: str
+    dashboards: Mapping[str, str]  # slug -> dashboard JSON, rendered by llmstack/dashboards
+    alerting: AlertingSpec  # rendered by llmstack/grafana_alerting.py
 
 
 def _loopback(address: str) -> str:
@@ -45,8 +58,7 @@ class Grafana(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GrafanaArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llmstack:index:Grafana", name, None, opts)
-        cfg = args.config
-        g = cfg.grafana
+        g = args.config
 
         self.container = None
         self.admin_password = None
@@ -76,8 +88,7 @@ class Grafana(pulumi.ComponentResource):
             access_mode="proxy",
             # In our own Grafana it is the only datasource; an existing Grafana keeps its default.
             is_default=g.provisioned,
-            # timeInterval = the scrape interval, so $__rate_interval covers at least four scrapes.
-            json_data_encoded=json.dumps({"httpMethod": "POST", "timeInterval": cfg.prometheus.scrape_interval}, sort_keys=True),
+            json_data_encoded=json.dumps({"httpMethod": "POST", "timeInterval": args.scrape_interval}, sort_keys=True),
             opts=child(),
         )
         self.folder = grafana.oss.Folder(
@@ -87,11 +98,10 @@ class Grafana(pulumi.ComponentResource):
             opts=child(),
         )
         self.dashboards = {}
-        for path, build in dashboards.DASHBOARDS.items():
-            slug = path.rsplit("/", 1)[-1].removesuffix(".json")
+        for slug, config_json in args.dashboards.items():
             self.dashboards[slug] = grafana.oss.Dashboard(
                 f"{name}-dashboard-{slug}",
-                config_json=dashboards.render(build()),
+                config_json=config_json,
                 folder=self.folder.uid,
                 overwrite=True,
                 opts=child(depends_on=[self.datasource]),
@@ -99,7 +109,7 @@ class Grafana(pulumi.ComponentResource):
 
         self.alerting = GrafanaAlerting(
             f"{name}-alerting",
-            GrafanaAlertingArgs(config=cfg, provider=self.provider, folder=self.folder, datasource=self.datasource, alerts=args.alerts),
+            GrafanaAlertingArgs(spec=args.alerting, provider=self.provider, folder=self.folder, datasource=self.datasource),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -109,18 +119,17 @@ class Grafana(pulumi.ComponentResource):
         self.register_outputs(outputs)
 
     def _provision(self, name: str, args: GrafanaArgs) -> None:
-        cfg = args.config
-        g = cfg.grafana
-        container_name = cfg.container_name("grafana")
-        alias, port, _ = TARGETS["grafana"]
+        g = args.config
+        container_name = args.container_name
+        alias, port, _ = topology.TARGETS["grafana"]
 
         image = docker.RemoteImage(f"{name}-image", name=g.image, keep_locally=True, opts=pulumi.ResourceOptions(parent=self))
         # Grafana's database (users, alert state, silences) lives here and survives replacement.
         data = docker.Volume(
             f"{name}-data",
             name=f"{container_name}-data",
-            labels=volume_labels("grafana", cfg.env),
-            opts=data_volume_options(self, cfg.retain_data_on_delete),
+            labels=volume_labels("grafana", args.env),
+            opts=data_volume_options(self, args.retain_data_on_delete),
         )
         password = random.RandomPassword(
             f"{name}-admin-password",
@@ -143,19 +152,19 @@ class Grafana(pulumi.ComponentResource):
             name=container_name,
             image=image.image_id,
             envs=envs,
-            volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=DATA_PATH)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=topology.GRAFANA_DATA_PATH)],
             network_mode="bridge",
             networks_advanced=[network_attachment(args.network_name, [alias])],
             ports=[published_port(port, g.publish_port, g.publish_address)],
             # The image ships curl (grafana/grafana Dockerfile installs it on both base images).
-            healthcheck=http_healthcheck(f"http://127.0.0.1:{port}{HEALTH_PATH}", start_period="30s"),
+            healthcheck=http_healthcheck(f"http://127.0.0.1:{port}{topology.GRAFANA_HEALTH_PATH}", start_period="30s"),
             # Create returns only once the healthcheck passes, so the provider finds Grafana up.
             wait=True,
             wait_timeout=180,
             restart="unless-stopped",
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
-            labels=container_labels("grafana", cfg.env, g.publish_address),
+            labels=container_labels("grafana", args.env, g.publish_address),
             # The admin password is in the env vars.
             opts=container_options(self, secret_outputs=["envs"]),
         )

@@ -8,15 +8,29 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from llmstack import mistral as m
+from llmstack import topology
 from llmstack.config import MistralConfig
+from llmstack.engines import mistralrs
 
-from .common import container_options, data_volume_options, container_labels, http_healthcheck, network_attachment, published_port, volume_labels, LOG_DRIVER, LOG_OPTS
+from .common import (
+    LOG_DRIVER,
+    LOG_OPTS,
+    container_labels,
+    container_options,
+    data_volume_options,
+    http_healthcheck,
+    network_attachment,
+    published_port,
+    volume_labels,
+)
+
+NETWORK_ALIAS, _, METRICS_PATH = topology.TARGETS["mistral"]
 
 
 @dataclass(frozen=True)
 class MistralRsArgs:
     config: MistralConfig
+    command: list[str]  # after the image's `mistralrs` entrypoint, rendered by llmstack/engines/mistralrs.py
     env: str
     network_name: pulumi.Input[str]
     container_name: str
@@ -54,7 +68,7 @@ class MistralRs(pulumi.ComponentResource):
 
         envs: list[pulumi.Input[str]] = []
         if cfg.hf_token is not None:
-            envs.append(pulumi.Output.secret(cfg.hf_token).apply(lambda t: f"{m.HF_TOKEN_ENV}={t}"))
+            envs.append(pulumi.Output.secret(cfg.hf_token).apply(lambda t: f"{mistralrs.HF_TOKEN_ENV}={t}"))
 
         device_requests = None
         if cfg.uses_gpu:
@@ -72,16 +86,16 @@ class MistralRs(pulumi.ComponentResource):
             f"{name}-container",
             name=args.container_name,
             image=image.image_id,
-            command=m.serve_command(cfg, with_hf_token=cfg.hf_token is not None),
+            command=args.command,
             envs=envs,
-            volumes=[docker.ContainerVolumeArgs(volume_name=cache.name, container_path=m.MODEL_CACHE_PATH)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=cache.name, container_path=topology.MISTRAL_MODEL_CACHE_PATH)],
             device_requests=device_requests,
             memory=cfg.memory_limit_mb or None,
             network_mode="bridge",
-            networks_advanced=[network_attachment(args.network_name, [m.NETWORK_ALIAS])],
+            networks_advanced=[network_attachment(args.network_name, [NETWORK_ALIAS])],
             ports=[published_port(cfg.port, cfg.publish_port, cfg.publish_address)],
             healthcheck=http_healthcheck(
-                f"http://127.0.0.1:{cfg.port}{m.HEALTH_PATH}",
+                f"http://127.0.0.1:{cfg.port}{topology.MISTRAL_HEALTH_PATH}",
                 # The port opens only after the weights are downloaded and loaded.
                 start_period="20m",
             ),
@@ -93,9 +107,9 @@ class MistralRs(pulumi.ComponentResource):
             opts=container_options(self, secret_outputs=["envs"]),
         )
 
-        self.metrics_host = pulumi.Output.from_input(m.NETWORK_ALIAS)
+        self.metrics_host = pulumi.Output.from_input(NETWORK_ALIAS)
         self.metrics_port = pulumi.Output.from_input(cfg.port)
-        self.metrics_path = pulumi.Output.from_input(m.METRICS_PATH)
+        self.metrics_path = pulumi.Output.from_input(METRICS_PATH)
         self.model_id = pulumi.Output.from_input(cfg.model_id)
         self.register_outputs(
             {

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_docker as docker
 
-from llmstack import prometheus as p
-from llmstack.config import StackConfig
+from llmstack import topology as t
+from llmstack.config import PrometheusConfig
 
 from .common import (
     LOG_DRIVER,
@@ -26,12 +26,14 @@ from .common import (
 
 @dataclass(frozen=True)
 class PrometheusArgs:
-    config: StackConfig
+    config: PrometheusConfig
+    env: str
     network_name: pulumi.Input[str]
-    # Where the MistralRs component serves its metrics on the stack network (its outputs).
-    mistral_metrics_host: pulumi.Input[str]
-    mistral_metrics_port: pulumi.Input[int]
-    mistral_metrics_path: pulumi.Input[str]
+    container_name: str
+    retain_data_on_delete: bool
+    # What the container runs, rendered by llmstack/prometheus.py.
+    prometheus_yml: pulumi.Input[str]
+    rule_files: Mapping[str, str]  # file name -> text, loaded from rules/ beside the config
 
 
 class Prometheus(pulumi.ComponentResource):
@@ -49,9 +51,8 @@ class Prometheus(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PrometheusArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llmstack:index:Prometheus", name, None, opts)
-        cfg = args.config
-        prom = cfg.prometheus
-        container_name = cfg.container_name("prometheus")
+        prom = args.config
+        container_name = args.container_name
 
         image = docker.RemoteImage(
             f"{name}-image",
@@ -67,47 +68,45 @@ class Prometheus(pulumi.ComponentResource):
         tsdb = docker.Volume(
             f"{name}-tsdb",
             name=f"{container_name}-data",
-            labels=volume_labels("prometheus", cfg.env),
-            opts=data_volume_options(self, cfg.retain_data_on_delete),
+            labels=volume_labels("prometheus", args.env),
+            opts=data_volume_options(self, args.retain_data_on_delete),
         )
 
-        prometheus_yml = pulumi.Output.all(args.mistral_metrics_host, args.mistral_metrics_port, args.mistral_metrics_path).apply(
-            lambda a: p.render_prometheus_yml(cfg, mistral_target=f"{a[0]}:{a[1]}", mistral_metrics_path=a[2])
-        )
-        uploads = [docker.ContainerUploadArgs(file=p.CONFIG_FILE, content=prometheus_yml)]
+        uploads = [docker.ContainerUploadArgs(file=t.PROMETHEUS_CONFIG_FILE, content=args.prometheus_yml)]
         uploads += [
-            docker.ContainerUploadArgs(file=f"{p.CONFIG_DIR}/{p.RULES_SUBDIR}/{file_name}", content=text)
-            for file_name, text in sorted(p.render_rule_files(cfg).items())
+            docker.ContainerUploadArgs(file=f"{t.PROMETHEUS_CONFIG_DIR}/{t.PROMETHEUS_RULES_SUBDIR}/{file_name}", content=text)
+            for file_name, text in sorted(args.rule_files.items())
         ]
+        alias, port, _ = t.TARGETS["prometheus"]
 
         self.container = docker.Container(
             f"{name}-container",
             name=container_name,
             image=image.image_id,
             command=[
-                f"--config.file={p.CONFIG_FILE}",
-                f"--storage.tsdb.path={p.TSDB_PATH}",
+                f"--config.file={t.PROMETHEUS_CONFIG_FILE}",
+                f"--storage.tsdb.path={t.PROMETHEUS_TSDB_PATH}",
                 f"--storage.tsdb.retention.time={prom.retention_time}",
                 f"--storage.tsdb.retention.size={prom.retention_size}",
                 # Lets an operator reload by hand (curl -X POST .../-/reload) after editing in place.
                 "--web.enable-lifecycle",
             ],
             uploads=uploads,
-            volumes=[docker.ContainerVolumeArgs(volume_name=tsdb.name, container_path=p.TSDB_PATH)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=tsdb.name, container_path=t.PROMETHEUS_TSDB_PATH)],
             network_mode="bridge",
-            networks_advanced=[network_attachment(args.network_name, [p.NETWORK_ALIAS])],
-            ports=[published_port(p.PORT, prom.publish_port, prom.publish_address)],
+            networks_advanced=[network_attachment(args.network_name, [alias])],
+            ports=[published_port(port, prom.publish_port, prom.publish_address)],
             # busybox wget is in the image; /-/ready answers 200 once the TSDB is open and rules load.
-            healthcheck=http_healthcheck(f"http://127.0.0.1:{p.PORT}/-/ready", start_period="2m", tool="wget"),
+            healthcheck=http_healthcheck(f"http://127.0.0.1:{port}/-/ready", start_period="2m", tool="wget"),
             restart="unless-stopped",
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
-            labels=container_labels("prometheus", cfg.env, prom.publish_address),
+            labels=container_labels("prometheus", args.env, prom.publish_address),
             opts=container_options(self),
         )
 
         self.url = pulumi.Output.from_input(f"http://{prom.publish_address}:{prom.publish_port}")
-        self.internal_url = pulumi.Output.from_input(f"http://{p.NETWORK_ALIAS}:{p.PORT}")
+        self.internal_url = pulumi.Output.from_input(f"http://{alias}:{port}")
         self.register_outputs(
             {
                 "url": self.url,

@@ -2,7 +2,7 @@
 
 Why Grafana rules at all: contact points and notification policies belong to Grafana's built-in
 Alertmanager, which only receives Grafana-managed alerts; Prometheus cannot post to it
-(grafana/grafana#50150). So for every Prometheus alert in llmstack.rules there is exactly one
+(grafana/grafana#50150). So for every Prometheus alert in llmstack/alerts there is exactly one
 Grafana rule that *forwards* it: it queries `ALERTS{alertname="<name>", alertstate="firing"}` and
 fires while Prometheus fires, carrying the alert's labels and annotations. Prometheus stays the only
 evaluator (thresholds and `for` live in one place), and the Grafana rule has `for: 0s` so it adds
@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from .alerts import WATCHDOG, AlertRule
 from .config import StackConfig, duration_seconds
 from .dashboards import DATASOURCE_UID, FOLDER_UID
 
@@ -30,7 +31,6 @@ from .dashboards import DATASOURCE_UID, FOLDER_UID
 # (pulumiverse/pulumi-grafana#220; "-100" is the legacy spelling).
 EXPRESSION_DATASOURCE_UID = "__expr__"
 RULE_GROUP_NAME = "llmstack-forwarded-prometheus-alerts"
-WATCHDOG = "Watchdog"
 QUERY_REF, CONDITION_REF = "A", "B"
 # Grafana's scheduler runs every 10 s and rejects a rule group interval that is not a multiple of
 # it (pkg/services/ngalert/api: "rule evaluation interval ... should be multiple of the base interval").
@@ -70,8 +70,8 @@ def _model(model: dict) -> str:
     return json.dumps({"intervalMs": 1000, "maxDataPoints": 43200, **model}, sort_keys=True)
 
 
-def rule_spec(alert: Any) -> dict:
-    """One Grafana rule forwarding the Prometheus alert `alert` (an llmstack.rules.AlertRule)."""
+def rule_spec(alert: AlertRule) -> dict:
+    """One Grafana rule forwarding the Prometheus alert `alert`."""
     watchdog = alert.name == WATCHDOG
     query = {
         "refId": QUERY_REF,
@@ -121,12 +121,8 @@ def rule_spec(alert: Any) -> dict:
     }
 
 
-def rule_group_spec(cfg: StackConfig, alerts: Optional[Sequence[Any]] = None) -> dict:
+def rule_group_spec(cfg: StackConfig, alerts: Sequence[AlertRule]) -> dict:
     """The RuleGroup's arguments: one forwarding rule per Prometheus alert, in the folder."""
-    if alerts is None:
-        from .rules import alert_rules
-
-        alerts = alert_rules(cfg)
     names = [a.name for a in alerts]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -244,3 +240,22 @@ def notification_policy_spec(cfg: StackConfig) -> dict:
         "repeat_interval": a.repeat_interval,
         "policies": policies,
     }
+
+
+@dataclass(frozen=True)
+class AlertingSpec:
+    """Everything the GrafanaAlerting component creates, as data."""
+
+    contact_points: list[ContactPointSpec]
+    mute_timing: Optional[str]  # the always-mute timing's name, when the Watchdog has nowhere to go
+    policy: dict
+    rule_group: dict
+
+
+def alerting_spec(cfg: StackConfig, alerts: Sequence[AlertRule], secret: Callable[[Any], Any] = lambda v: v) -> AlertingSpec:
+    return AlertingSpec(
+        contact_points=contact_point_specs(cfg, secret),
+        mute_timing=mute_timing_name(cfg) if needs_mute_timing(cfg) else None,
+        policy=notification_policy_spec(cfg),
+        rule_group=rule_group_spec(cfg, alerts),
+    )

@@ -1,19 +1,28 @@
-"""The shared, engine-neutral metric schema: the names every dashboard, alert and test queries.
+"""The shared, engine-neutral metric catalogue: the `llm:*` names every dashboard, alert and test queries.
 
-Recording rules (llmstack/rules.py) map each engine's raw metrics into these series, each labelled
-`engine` (mistralrs, ollama, ...), `env`, `instance` and `model`. A dashboard that queries only these
-names works for any engine that has a mapping, so adding vLLM or TGI needs no dashboard change.
+Recording rules map each engine's raw metrics into these series (llmstack/engines/), each labelled
+`engine` (mistralrs, ollama, ...), `env`, `instance` and `model`; the resource series come from the
+exporters beside the engine (llmstack/resources.py). A dashboard or alert that queries only these
+names works for every engine that has a mapping.
 
 This module only names the series and says what they mean and in which unit; how each one is
-computed per engine lives with the rules.
+computed lives with the engine mappings and the resource records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Labels every shared-schema series carries.
+# Labels every shared-schema series carries, and the grouping every engine record uses.
 SCHEMA_LABELS = ("engine", "env", "instance", "model")
+BY = ", ".join(SCHEMA_LABELS)
+
+# The window of every rate and quantile in the catalogue: it is part of the names (`rate5m`), which
+# dashboards, alerts and other stacks query, so it is a property of the schema, not a per-stack knob.
+WINDOW = "5m"
+# The alerts' short window (the `1m` twins below): the shortest window that holds several scrapes
+# at the default 15 s interval (a 30 s one can hold a single sample and flap).
+SHORT_WINDOW = "1m"
 
 
 @dataclass(frozen=True)
@@ -58,16 +67,28 @@ CONTAINER_CPU = _s("llm:container_cpu_cores:rate5m", "short", "CPU cores used, p
 CONTAINER_MEMORY = _s("llm:container_memory_working_set_bytes", "bytes", "Memory working set, per stack container.")
 CONTAINER_MEMORY_LIMIT = _s("llm:container_memory_limit_bytes", "bytes", "Memory limit, per stack container (absent when unlimited).")
 
-ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal))
+# --- short-window twins, read only by the alerts (llmstack/alerts/inference.py explains why) -----
+LATENCY_P95_1M = _s("llm:request_latency_seconds:p95_1m", "s", "95th percentile end-to-end request latency over 1 minute (alerting).")
+TTFT_P95_1M = _s("llm:ttft_seconds:p95_1m", "s", "95th percentile time to first token over 1 minute (streamed requests; alerting).")
+ERROR_RATIO_1M = _s("llm:request_error_ratio:rate1m", "percentunit", "Share of inference requests that ended in a 5xx over 1 minute (alerting).")
 
-# --- where things live on the stack's Docker network ------------------------------------------
-# (network alias, port, metrics path) of every scrape target the stack runs itself.
-TARGETS = {
-    "mistral": ("mistral", 1234, "/metrics"),
-    "prometheus": ("prometheus", 9090, "/metrics"),
-    "cadvisor": ("cadvisor", 8080, "/metrics"),
-    "dcgm": ("dcgm-exporter", 9400, "/metrics"),
-    "grafana": ("grafana", 3000, "/metrics"),
-}
-# The Docker container names (cAdvisor's `name` label) follow llmstack-<env>-<component>.
-STACK_CONTAINERS = ("mistral", "prometheus", "grafana")
+# --- helpers of the resource records and alerts ------------------------------------------------
+LOAD_START = _s(
+    "llm:mistral_load_start_timestamp_seconds",
+    "dateTimeAsIso",
+    "Creation time of the current mistral container, recorded only when Prometheus saw the container "
+    "soon enough after its creation to time its model load.",
+)
+READY = _s("llm:mistral_ready_timestamp_seconds", "dateTimeAsIso", "When the current mistral container first answered a scrape: its model was loaded.")
+GPU_LAST_XID = _s(
+    "llm:gpu_last_xid",
+    "none",
+    "The last XID error the GPU driver reported, per GPU (0: none). The DCGM exporter keeps it until it restarts.",
+)
+TSDB_RETENTION_USED = _s(
+    "llm:prometheus_tsdb_retention_used:ratio",
+    "percentunit",
+    "Prometheus's TSDB on disk (blocks, WAL, head chunks) against its retention size.",
+)
+
+ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal))

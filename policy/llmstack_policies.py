@@ -426,6 +426,8 @@ def install_secret_markers() -> bool:
     if _markers_active:
         return True
     try:
+        # Imported here, not at the top: the shim is optional, and a pulumi-policy without these
+        # internals must leave the pack working with the documented fallback.
         import pulumi_policy.policy as pp
         from pulumi_policy.version import VERSION
     except ImportError:
@@ -451,6 +453,7 @@ def install_secret_markers() -> bool:
 def uninstall_secret_markers() -> None:
     global _markers_active, _original_deserialize
     if _markers_active and _original_deserialize is not None:
+        # Only reached after install_secret_markers imported it (see there for why it is imported late).
         import pulumi_policy.policy as pp
 
         pp.deserialize_properties = _original_deserialize

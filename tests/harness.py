@@ -16,7 +16,7 @@ import pulumi
 from pulumi.runtime import rpc
 
 import program
-from llmstack.artifacts import stack_values
+from tools.stacks import stack_values
 
 PROJECT = "llmstack"
 
@@ -67,13 +67,7 @@ class Recorder(pulumi.runtime.Mocks):
 
 def stack_config_values(env: str) -> dict[str, str]:
     """The committed stack file's values, as Pulumi hands them to the program (JSON for arrays)."""
-    values = stack_values(env)
-    for key, value in list(values.items()):
-        if value.startswith("["):
-            import yaml
-
-            values[key] = json.dumps(yaml.safe_load(value))
-    return values
+    return stack_values(env)
 
 
 def run_stack(

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from llmstack.artifacts import all_artifacts
+from tools.render import all_artifacts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RENDERED = all_artifacts()

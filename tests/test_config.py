@@ -1,11 +1,13 @@
 """Bad config fails up front with one clear message per key, and nothing is registered."""
 
+import dataclasses
 import pytest
 import pulumi
 import yaml
 
 from llmstack import config as cfgmod
-from llmstack.artifacts import ARTIFACTS
+from tools import render as render_tool
+from tools.stacks import stack_config
 from tests.harness import Recorder, run_stack
 
 BAD_CONFIGS = [
@@ -33,9 +35,9 @@ BAD_CONFIGS = [
     ("dev", {"alertLatencyP95WarningSeconds": "60"}, "alertLatencyP95WarningSeconds: got 60; must be lower than alertLatencyP95CriticalSeconds (30)"),
     ("dev", {"alertErrorRatioCriticalPercent": "150"}, "alertErrorRatioCriticalPercent: got 150; expected a whole number from 1 to 100"),
     ("dev", {"alertQueueSaturationFor": "5 min"}, "alertQueueSaturationFor: got '5 min'; expected a positive Prometheus duration"),
-    ("dev", {"ollamaTargets": ["ollama:11434"]}, "ollamaTargets: item 'ollama:11434': expected EXPORTER@HOST:PORT[/PATH] with EXPORTER one of: norskhelsenett, seed"),
-    ("dev", {"ollamaTargets": ["prom@ollama:11434"]}, "with EXPORTER one of: norskhelsenett, seed"),
-    ("dev", {"ollamaTargets": ["seed@ollama:99999"]}, "ollamaTargets: item 'seed@ollama:99999': expected HOST:PORT with a port from 1 to 65535"),
+    ("dev", {"ollamaTargets": ["ollama:11434"]}, "ollamaTargets: item 'ollama:11434': expected EXPORTER@HOST:PORT[/PATH] with EXPORTER one of: norskhelsenett, http"),
+    ("dev", {"ollamaTargets": ["prom@ollama:11434"]}, "with EXPORTER one of: norskhelsenett, http"),
+    ("dev", {"ollamaTargets": ["http@ollama:99999"]}, "ollamaTargets: item 'http@ollama:99999': expected HOST:PORT with a port from 1 to 65535"),
     ("dev", {"ollamaTargets": "not-a-list"}, "ollamaTargets: got 'not-a-list'; expected a list of strings"),
     ("dev", {"alertEmailAddresses": []}, "set at least one contact point"),
     ("dev", {"alertEmailAddresses": ["oncall"]}, "alertEmailAddresses: item 'oncall': expected an e-mail address"),
@@ -81,26 +83,38 @@ def test_all_problems_are_reported_at_once():
         assert f"  - {key}:" in str(err.value)
 
 
-def test_every_key_is_declared_in_pulumi_yaml_with_type_default_and_description():
-    project = yaml.safe_load(ARTIFACTS["Pulumi.yaml"]())
+def test_every_knob_is_declared_in_pulumi_yaml_with_type_default_and_description():
+    project = yaml.safe_load(render_tool.project_yaml())
     schema = project["config"]
-    assert set(schema) == set(cfgmod.DESCRIPTIONS)
+    knobs = {k.key: k for k in cfgmod.knobs()}
+    assert set(schema) == set(knobs)
     for key, entry in schema.items():
-        assert entry["description"]
-        if key == "mistralModelId":
+        assert entry["description"] == knobs[key].description
+        assert entry["type"] == knobs[key].kind.schema_type
+        if knobs[key].required:
             assert "default" not in entry  # required: pulumi refuses to run without it
         else:
-            assert entry["default"] == cfgmod.DEFAULTS[key]
-    # every key the loader reads is declared (the loader would silently fall back otherwise)
-    import inspect, re
+            assert entry["default"] == knobs[key].default
 
-    read = set(re.findall(r'r\.\w+\("(\w+)"', inspect.getsource(cfgmod.load)))
-    assert read <= set(schema), read - set(schema)
+
+def test_every_knob_reaches_the_typed_config():
+    """A knob the loader reads but no field holds would be silently dropped."""
+    cfg = cfgmod.load_defaults()
+    fields = []
+
+    def walk(obj):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if "knob" in f.metadata:
+                fields.append(f.metadata["knob"].key)
+            elif dataclasses.is_dataclass(value):
+                walk(value)
+
+    walk(cfg)
+    assert sorted(fields) == sorted(k.key for k in cfgmod.knobs())
 
 
 def test_committed_stack_files_are_valid():
-    from llmstack.artifacts import stack_config
-
     assert stack_config("dev").mistral.image_flavour == "cpu"
     assert stack_config("prod").mistral.uses_gpu
     assert stack_config("prod").retain_data_on_delete

@@ -11,14 +11,15 @@ import tempfile
 import pytest
 import yaml
 
-from llmstack import dashboard_lint as lint
-from llmstack import dashboards, grafana_alerting, schema
-from llmstack.artifacts import ROOT, stack_config
-from llmstack.rules import alert_rules, is_produced, produced_series
+from tools import dashboard_lint as lint
+from llmstack import dashboards, grafana_alerting, signals
+from tools.stacks import ROOT, stack_config
+from llmstack.alerts import alert_rules
+from llmstack.prometheus import is_produced, produced_series
 
 DASHBOARDS = {
-    "inference": dashboards.inference_dashboard,
-    "comparison": dashboards.comparison_dashboard,
+    "inference": dashboards.inference.build,
+    "comparison": dashboards.comparison.build,
 }
 ENVS = ("dev", "prod")
 
@@ -39,7 +40,7 @@ def variable_selectors(model):
 
 
 def rule_exprs(cfg):
-    for rule in grafana_alerting.rule_group_spec(cfg)["rules"]:
+    for rule in grafana_alerting.rule_group_spec(cfg, alert_rules(cfg))["rules"]:
         for data in rule["datas"]:
             model = json.loads(data["model"])
             if "expr" in model:
@@ -120,13 +121,13 @@ def test_every_lint_rule_has_a_deliberate_break():
 
 @pytest.mark.parametrize("rule", sorted(BREAKS))
 def test_lint_reports_each_broken_rule(rule):
-    broken = copy.deepcopy(dashboards.inference_dashboard())
+    broken = copy.deepcopy(dashboards.inference.build())
     BREAKS[rule](broken)
     assert rule in {f.rule for f in lint.lint(broken)}
 
 
 def test_lint_rejects_a_bad_uid_and_panels_outside_the_grid():
-    broken = copy.deepcopy(dashboards.comparison_dashboard())
+    broken = copy.deepcopy(dashboards.comparison.build())
     broken["uid"] = "not a valid uid"
     broken["panels"][1]["gridPos"]["x"] = 20  # 20 + 6 > 24
     findings = {(f.rule, f.where) for f in lint.lint(broken)}
@@ -176,8 +177,8 @@ def test_queries_name_only_series_the_stack_produces(env):
 
 
 def test_comparison_dashboard_queries_only_the_shared_schema():
-    shared = {s.name for s in schema.ALL}
-    model = dashboards.comparison_dashboard()
+    shared = {s.name for s in signals.ALL}
+    model = dashboards.comparison.build()
     for panel, target in targets(model):
         names = lint.metric_names(target["expr"]) - {"ALERTS"}
         assert names <= shared, (panel["title"], names)
@@ -187,9 +188,9 @@ def test_comparison_dashboard_queries_only_the_shared_schema():
 
 
 def test_inference_dashboard_covers_the_requested_kpis():
-    model = dashboards.inference_dashboard()
+    model = dashboards.inference.build()
     read = set().union(*(lint.metric_names(t["expr"]) for _, t in targets(model)))
-    s = schema
+    s = signals
     wanted = {
         s.REQUESTS_RATE, s.LATENCY_AVG, s.LATENCY_P95, s.ERROR_RATIO, s.TOKENS_PROCESSED_RATE, s.TOKENS_GENERATED_RATE,
         s.TTFT_P95, s.ITL_P95, s.IN_FLIGHT, s.QUEUE_DEPTH, s.RUNNING, s.CAPACITY, s.KV_CACHE_UTILISATION,
@@ -201,21 +202,21 @@ def test_inference_dashboard_covers_the_requested_kpis():
 
 
 def test_panel_units_and_descriptions_come_from_the_schema():
-    by_name = {s.name: s for s in schema.ALL}
+    by_name = {s.name: s for s in signals.ALL}
     for build in DASHBOARDS.values():
         for panel in lint.iter_panels(build()):
-            signals = {by_name[n] for t in panel.get("targets", []) for n in lint.metric_names(t["expr"]) if n in by_name}
-            if not signals:
+            read = {by_name[n] for t in panel.get("targets", []) for n in lint.metric_names(t["expr"]) if n in by_name}
+            if not read:
                 continue
-            assert panel["fieldConfig"]["defaults"]["unit"] == {s.unit for s in signals}.pop(), panel["title"]
-            for s in signals:
+            assert panel["fieldConfig"]["defaults"]["unit"] == {s.unit for s in read}.pop(), panel["title"]
+            for s in read:
                 assert s.description in panel["description"], panel["title"]
 
 
 def test_gpu_panels_have_no_fallback_that_could_error():
     # On dev there is no GPU: the GPU series are simply absent, so the panels show "No data".
-    gpu = {s.name for s in schema.ALL if s.name.startswith("llm:gpu_")}
-    for panel, target in targets(dashboards.inference_dashboard()):
+    gpu = {s.name for s in signals.ALL if s.name.startswith("llm:gpu_")}
+    for panel, target in targets(dashboards.inference.build()):
         if lint.metric_names(target["expr"]) & gpu:
             assert lint.metric_names(target["expr"]) <= gpu
             assert "No data without a GPU" in panel["description"]
@@ -223,14 +224,15 @@ def test_gpu_panels_have_no_fallback_that_could_error():
 
 # --- canonical and deterministic ------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", sorted(dashboards.DASHBOARDS))
-def test_rendering_is_deterministic_and_canonical(path):
-    build = dashboards.DASHBOARDS[path]
+@pytest.mark.parametrize("slug", sorted(dashboards.DASHBOARDS))
+def test_rendering_is_deterministic_and_canonical(slug):
+    build = dashboards.DASHBOARDS[slug]
+    path = f"assets/dashboards/{slug}.json"
     first, second = dashboards.render(build()), dashboards.render(build())
     assert first == second
     model = json.loads(first)
     assert "id" not in model and "version" not in model
-    assert model["uid"] in (dashboards.INFERENCE_UID, dashboards.COMPARISON_UID)
+    assert model["uid"] in (dashboards.inference.UID, dashboards.comparison.UID)
     assert first == json.dumps(model, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     with open(os.path.join(ROOT, path)) as fh:
         assert fh.read() == first, f"{path} is stale: run scripts/render"
@@ -252,7 +254,7 @@ def test_every_panel_and_variable_uses_the_datasource_variable():
 def test_one_grafana_rule_forwards_each_prometheus_alert(env):
     cfg = stack_config(env)
     alerts = {a.name: a for a in alert_rules(cfg)}
-    rules = grafana_alerting.rule_group_spec(cfg)["rules"]
+    rules = grafana_alerting.rule_group_spec(cfg, alert_rules(cfg))["rules"]
     assert sorted(r["name"] for r in rules) == sorted(alerts)
     for rule in rules:
         alert = alerts[rule["name"]]

@@ -8,9 +8,9 @@ import re
 import pytest
 from pulumi.runtime import rpc
 
-from llmstack import dashboards, grafana_alerting
-from llmstack.artifacts import ROOT, stack_config
-from llmstack.rules import alert_rules
+from llmstack import dashboards, grafana_alerting, prometheus
+from tools.stacks import ROOT, stack_config
+from llmstack.alerts import alert_rules
 from tests.harness import contains_secret, find_plaintext, run_stack
 
 CONTAINER = "docker:index/container:Container"

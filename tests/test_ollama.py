@@ -1,4 +1,4 @@
-"""Ollama exporters in the shared schema (issue 7): mappings, scrape jobs, promtool tests, mocks.
+"""Ollama exporters in the shared schema: mappings, scrape jobs, promtool tests, mocks.
 
 The promtool files tests/promtool/ollama_*.yaml run in tests/test_promtool.py against the dev
 stack's rules like every other. This module checks what that cannot: that their input series look
@@ -20,8 +20,10 @@ import pytest
 import yaml
 
 from llmstack import config as cfgmod
-from llmstack import engines, prometheus, rules, schema
-from llmstack.ollama_artifacts import alert_can_fire
+from llmstack import alerts, engines, prometheus, signals, topology
+from llmstack.engines import ollama
+from llmstack.alerts.base import runbook_anchor
+from tools.docs import alert_can_fire
 from tests.harness import run_stack, stack_config_values
 from tests.integration.fakes.ollama import FakeOllamaMetrics
 from tests.integration.promserver import PrometheusServer, wait_until
@@ -30,7 +32,7 @@ PROMTOOL = shutil.which("promtool")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLLAMA_TEST_FILES = sorted(glob.glob(os.path.join(ROOT, "tests", "promtool", "ollama_*.yaml")))
 # The stack the promtool files' input series are shaped for (see their header comments).
-TEST_TARGETS = ["norskhelsenett@ollama-metrics:8080", "seed@ollama-proxy:9000"]
+TEST_TARGETS = ["norskhelsenett@ollama-metrics:8080", "http@ollama-proxy:9000"]
 TARGET_LABELS = ("engine", "env", "instance", "job")
 
 
@@ -38,6 +40,10 @@ def configured(targets, env: str = "dev", **overrides) -> cfgmod.StackConfig:
     """The committed stack's config with these ollamaTargets, as Pulumi would hand it over."""
     values = {**stack_config_values(env), **overrides, "ollamaTargets": json.dumps(targets)}
     return cfgmod.load(cfgmod.DictSource(values), env)
+
+
+def ollama_mapping(cfg, exporter):
+    return next(m for m in ollama.mappings(cfg) if m.job == ollama.job(exporter))
 
 
 CFG = configured(TEST_TARGETS)
@@ -72,7 +78,7 @@ def kept(job: dict, names: set[str]) -> set[str]:
 
 def test_every_exporter_kind_of_the_config_has_a_mapping():
     for exporter in cfgmod.OLLAMA_EXPORTERS:
-        m = engines.ollama_mapping(CFG, exporter)
+        m = ollama_mapping(CFG, exporter)
         assert (m.name, m.job, m.engine) == (f"ollama-{exporter}", f"ollama-{exporter}", "ollama")
         for expr in m.signals.values():
             for selector in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\}", expr):
@@ -82,20 +88,20 @@ def test_every_exporter_kind_of_the_config_has_a_mapping():
 EXPECTED_SIGNALS = {
     # no status label, queue, in-flight or TTFT metric; time per token and token counters instead
     "norskhelsenett": {
-        schema.REQUESTS_RATE, schema.LATENCY_AVG, schema.LATENCY_P50, schema.LATENCY_P95, schema.LATENCY_P99,
-        engines.LATENCY_P95_1M, schema.ITL_P95, schema.TOKENS_PROCESSED_RATE, schema.TOKENS_GENERATED_RATE,
+        signals.REQUESTS_RATE, signals.LATENCY_AVG, signals.LATENCY_P50, signals.LATENCY_P95, signals.LATENCY_P99,
+        signals.LATENCY_P95_1M, signals.ITL_P95, signals.TOKENS_PROCESSED_RATE, signals.TOKENS_GENERATED_RATE,
     },
     # mistral.rs's HTTP counter and histogram with an ollama_ prefix, nothing else
-    "seed": {
-        schema.REQUESTS_RATE, schema.ERRORS_RATE, schema.ERROR_RATIO, engines.ERROR_RATIO_1M,
-        schema.LATENCY_AVG, schema.LATENCY_P50, schema.LATENCY_P95, schema.LATENCY_P99, engines.LATENCY_P95_1M,
+    "http": {
+        signals.REQUESTS_RATE, signals.ERRORS_RATE, signals.ERROR_RATIO, signals.ERROR_RATIO_1M,
+        signals.LATENCY_AVG, signals.LATENCY_P50, signals.LATENCY_P95, signals.LATENCY_P99, signals.LATENCY_P95_1M,
     },
 }
 
 
 @pytest.mark.parametrize("exporter", cfgmod.OLLAMA_EXPORTERS)
 def test_each_exporter_maps_exactly_the_signals_its_metrics_carry(exporter):
-    assert set(engines.ollama_mapping(CFG, exporter).signals) == EXPECTED_SIGNALS[exporter]
+    assert set(ollama_mapping(CFG, exporter).signals) == EXPECTED_SIGNALS[exporter]
 
 
 @pytest.mark.parametrize("exporter", cfgmod.OLLAMA_EXPORTERS)
@@ -104,7 +110,7 @@ def test_the_job_keeps_exactly_what_the_rules_read_from_real_exporter_output(exp
     fake.set_scenario("healthy")
     fake.advance(60)
     exposed = exposed_names(fake)
-    mapping = engines.ollama_mapping(CFG, exporter)
+    mapping = ollama_mapping(CFG, exporter)
     stored = kept(job_config(CFG, mapping.job), exposed)
     # every name a rule reads is in the exporter's output, and nothing else is stored
     assert stored == mapping.raw_metrics
@@ -113,14 +119,14 @@ def test_the_job_keeps_exactly_what_the_rules_read_from_real_exporter_output(exp
 
 
 def test_a_stack_without_ollama_targets_records_ollama_rules_but_watches_no_ollama_job():
-    groups = [g["name"] for g in rules.recording_groups(DEV)]
-    assert groups[:3] == ["llm-schema-mistralrs", "llm-schema-ollama-norskhelsenett", "llm-schema-ollama-seed"]
-    by_name = {a.name: a for a in rules.alert_rules(DEV)}
-    assert by_name["LLMTargetDown"].expr == 'up{job=~"mistral|ollama-norskhelsenett|ollama-seed"} == 0'
+    groups = [g["name"] for g in prometheus.recording_groups(DEV)]
+    assert groups[:3] == ["llm-schema-mistralrs", "llm-schema-ollama-norskhelsenett", "llm-schema-ollama-http"]
+    by_name = {a.name: a for a in alerts.alert_rules(DEV)}
+    assert by_name["LLMTargetDown"].expr == 'up{job=~"mistral|ollama-http|ollama-norskhelsenett"} == 0'
     assert "ollama" not in by_name["LLMTargetAbsent"].expr
-    absent = {a.name: a for a in rules.alert_rules(CFG)}["LLMTargetAbsent"].expr
+    absent = {a.name: a for a in alerts.alert_rules(CFG)}["LLMTargetAbsent"].expr
     assert 'absent(up{job="ollama-norskhelsenett", env="dev"})' in absent
-    assert 'absent(up{job="ollama-seed", env="dev"})' in absent
+    assert 'absent(up{job="ollama-http", env="dev"})' in absent
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,18 +140,18 @@ def test_no_ollama_job_without_targets():
 
 
 def test_one_job_per_exporter_kind_with_engine_env_instance_and_the_keep_list():
-    cfg = configured(["seed@ollama-a:9000", "norskhelsenett@gpu1:8080", "seed@ollama-b:9000"], "prod")
+    cfg = configured(["http@ollama-a:9000", "norskhelsenett@gpu1:8080", "http@ollama-b:9000"], "prod")
     doc = yaml.safe_load(prometheus.render_prometheus_yml(cfg))
     jobs = {j["job_name"]: j for j in doc["scrape_configs"] if j["job_name"].startswith("ollama")}
-    assert list(jobs) == ["ollama-norskhelsenett", "ollama-seed"]
-    seed = jobs["ollama-seed"]
-    assert seed["static_configs"] == [
+    assert list(jobs) == ["ollama-norskhelsenett", "ollama-http"]
+    http_fake = jobs["ollama-http"]
+    assert http_fake["static_configs"] == [
         {"targets": ["ollama-a:9000"], "labels": {"instance": "ollama-a"}},
         {"targets": ["ollama-b:9000"], "labels": {"instance": "ollama-b"}},
     ]
-    assert seed["metrics_path"] == "/metrics"
+    assert http_fake["metrics_path"] == "/metrics"
     # the exporter's own `model` stays: no target model label
-    assert {r["target_label"]: r["replacement"] for r in seed["relabel_configs"]} == {"engine": "ollama", "env": "prod"}
+    assert {r["target_label"]: r["replacement"] for r in http_fake["relabel_configs"]} == {"engine": "ollama", "env": "prod"}
     for name, job in jobs.items():
         assert kept(job, set(engines.raw_metrics_for_job(cfg, name)) | {"go_goroutines", "ollama_model_loaded"}) == engines.raw_metrics_for_job(cfg, name)
 
@@ -161,7 +167,7 @@ def test_instances_stay_apart_where_targets_share_a_host_and_a_custom_path_is_sc
 
 
 def _write_config(cfg, directory) -> str:
-    rules_dir = os.path.join(directory, prometheus.RULES_SUBDIR)
+    rules_dir = os.path.join(directory, topology.PROMETHEUS_RULES_SUBDIR)
     os.makedirs(rules_dir, exist_ok=True)
     for name, text in prometheus.render_rule_files(cfg).items():
         with open(os.path.join(rules_dir, name), "w") as fh:
@@ -172,7 +178,7 @@ def _write_config(cfg, directory) -> str:
     return path
 
 
-@pytest.mark.parametrize("targets", [TEST_TARGETS, [], ["seed@10.0.0.7:9000/custom/metrics"]], ids=["both", "none", "custom-path"])
+@pytest.mark.parametrize("targets", [TEST_TARGETS, [], ["http@10.0.0.7:9000/custom/metrics"]], ids=["both", "none", "custom-path"])
 def test_promtool_check_config_accepts_the_rendered_config(targets, tmp_path):
     done = promtool("check", "config", _write_config(configured(targets), str(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -208,7 +214,7 @@ def ollama_input_series() -> tuple:
 
 def test_there_are_ollama_promtool_files_with_series_of_both_exporters():
     assert [os.path.basename(p) for p in OLLAMA_TEST_FILES] == ["ollama_alerts_test.yaml", "ollama_recording_test.yaml"]
-    assert {labels["job"] for _, _, labels in ollama_input_series()} == {"ollama-norskhelsenett", "ollama-seed"}
+    assert {labels["job"] for _, _, labels in ollama_input_series()} == {"ollama-norskhelsenett", "ollama-http"}
 
 
 def _family(exporter: str, name: str):
@@ -223,14 +229,14 @@ def _family(exporter: str, name: str):
 
 
 def test_ollama_input_series_are_what_the_jobs_store_with_the_jobs_labels():
-    produced = rules.produced_series(CFG)
-    instances = prometheus.ollama_instances(CFG.prometheus.ollama_targets)
+    produced = prometheus.produced_series(CFG)
+    instances = ollama.instances(CFG.prometheus.ollama_targets)
     for group, name, labels in ollama_input_series():
         exporter = labels["job"].removeprefix("ollama-")
         (target,) = [t for t in CFG.prometheus.ollama_targets if t.exporter == exporter]
         expected = {"engine": "ollama", "env": "dev", "instance": instances[target], "job": f"ollama-{exporter}"}
         assert {k: labels.get(k) for k in TARGET_LABELS} == expected, f"{group}: {name}"
-        assert rules.is_produced(name, produced), f"{group}: {name} would be dropped at scrape time"
+        assert prometheus.is_produced(name, produced), f"{group}: {name} would be dropped at scrape time"
         own = set(labels) - set(TARGET_LABELS) - {"le"}
         if name == "up":
             assert own == set(), f"{group}: {labels}"
@@ -285,11 +291,11 @@ def test_every_alert_an_ollama_exporter_can_express_fires_for_it():
         (m.job, a.name)
         for m in engines.mappings(CFG)
         if m.engine == "ollama"
-        for a in rules.alert_rules(CFG)
+        for a in alerts.alert_rules(CFG)
         # the absent alert needs a stack with Ollama targets: test_the_absent_alert_watches_configured_ollama_jobs
         if alert_can_fire(a, m) and a.name != "LLMTargetAbsent"
     }
-    assert expected >= {("ollama-seed", "LLMHighErrorRatioCritical"), ("ollama-norskhelsenett", "LLMTargetDown")}
+    assert expected >= {("ollama-http", "LLMHighErrorRatioCritical"), ("ollama-norskhelsenett", "LLMTargetDown")}
     assert ("ollama-norskhelsenett", "LLMHighErrorRatioWarning") not in expected  # no status label
     assert _firing_groups() == expected
 
@@ -325,16 +331,16 @@ def test_a_narrower_endpoint_filter_makes_the_recording_tests_fail(tmp_path):
 MISTRAL_UP = 'up{engine="mistralrs", env="dev", instance="mistral-inference", job="mistral", model="Qwen/Qwen3-0.6B"}'
 PROM_UP = 'up{env="dev", instance="localhost:9090", job="prometheus"}'
 NH_UP = 'up{engine="ollama", env="dev", instance="ollama-metrics", job="ollama-norskhelsenett"}'
-SEED_UP = 'up{engine="ollama", env="dev", instance="ollama-proxy", job="ollama-seed"}'
+HTTP_UP = 'up{engine="ollama", env="dev", instance="ollama-proxy", job="ollama-http"}'
 
 
 def _absent_case(gone: str) -> dict:
-    job = {NH_UP: "ollama-norskhelsenett", SEED_UP: "ollama-seed"}[gone]
+    job = {NH_UP: "ollama-norskhelsenett", HTTP_UP: "ollama-http"}[gone]
     return {
         "name": f"{job} fires: LLMTargetAbsent (onset 10m): the {job} target disappears (stale marker)",
         "interval": "15s",
         "input_series": [
-            {"series": s, "values": "1x39 stale _x80" if s == gone else "1x120"} for s in (MISTRAL_UP, PROM_UP, NH_UP, SEED_UP)
+            {"series": s, "values": "1x39 stale _x80" if s == gone else "1x120"} for s in (MISTRAL_UP, PROM_UP, NH_UP, HTTP_UP)
         ],
         "alert_rule_test": [
             {
@@ -346,7 +352,7 @@ def _absent_case(gone: str) -> dict:
                         "summary": f"Prometheus has no {job} target in dev",
                         "description": f"There is no up series for the {job} job in dev: Prometheus is not configured "
                                        "to scrape it, so nothing about it is monitored or alerted on.",
-                        "runbook_url": rules.runbook_url("LLMTargetAbsent"),
+                        "runbook_url": f"{cfgmod.load_defaults().alerting.runbook_base_url}#{runbook_anchor('LLMTargetAbsent')}",
                     },
                 }],
             },
@@ -362,11 +368,11 @@ def test_the_absent_alert_watches_configured_ollama_jobs(tmp_path):
         "evaluation_interval": "15s",
         "tests": [
             _absent_case(NH_UP),
-            _absent_case(SEED_UP),
+            _absent_case(HTTP_UP),
             {
                 "name": "healthy: every configured target is there",
                 "interval": "15s",
-                "input_series": [{"series": s, "values": "1x80"} for s in (MISTRAL_UP, PROM_UP, NH_UP, SEED_UP)],
+                "input_series": [{"series": s, "values": "1x80"} for s in (MISTRAL_UP, PROM_UP, NH_UP, HTTP_UP)],
                 "alert_rule_test": [{"alertname": "LLMTargetAbsent", "eval_time": "20m", "exp_alerts": []}],
             },
         ],
@@ -374,7 +380,7 @@ def test_the_absent_alert_watches_configured_ollama_jobs(tmp_path):
     done = _run_promtool_tests(CFG, tmp_path, tests)
     assert done.returncode == 0, done.stdout + done.stderr
     # and the same loss goes unnoticed by a stack whose config has no Ollama target: it never watched it
-    quiet = dict(tests, tests=[dict(_absent_case(SEED_UP), alert_rule_test=[{"alertname": "LLMTargetAbsent", "eval_time": "13m", "exp_alerts": []}])])
+    quiet = dict(tests, tests=[dict(_absent_case(HTTP_UP), alert_rule_test=[{"alertname": "LLMTargetAbsent", "eval_time": "13m", "exp_alerts": []}])])
     done = _run_promtool_tests(DEV, tmp_path, quiet)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -391,21 +397,21 @@ def _uploaded_config(rec) -> dict:
 
 
 def test_mocks_upload_the_ollama_job_when_configured():
-    overrides = {"ollamaTargets": ["seed@ollama-exporter:9000"]}
+    overrides = {"ollamaTargets": ["http@ollama-exporter:9000"]}
     uploads = _uploaded_config(run_stack("dev", overrides))
-    doc = yaml.safe_load(uploads[prometheus.CONFIG_FILE])
+    doc = yaml.safe_load(uploads[topology.PROMETHEUS_CONFIG_FILE])
     (job,) = [j for j in doc["scrape_configs"] if j["job_name"].startswith("ollama")]
-    assert job["job_name"] == "ollama-seed"
+    assert job["job_name"] == "ollama-http"
     assert job["static_configs"] == [{"targets": ["ollama-exporter:9000"], "labels": {"instance": "ollama-exporter"}}]
     cfg = configured(overrides["ollamaTargets"])
-    assert uploads[prometheus.CONFIG_FILE] == prometheus.render_prometheus_yml(cfg)
-    alerts = uploads[f"{prometheus.CONFIG_DIR}/{prometheus.RULES_SUBDIR}/{prometheus.ALERTS_FILE}"]
-    assert 'absent(up{job="ollama-seed", env="dev"})' in alerts
+    assert uploads[topology.PROMETHEUS_CONFIG_FILE] == prometheus.render_prometheus_yml(cfg)
+    alerts = uploads[f"{topology.PROMETHEUS_CONFIG_DIR}/{topology.PROMETHEUS_RULES_SUBDIR}/{prometheus.ALERTS_FILE}"]
+    assert 'absent(up{job="ollama-http", env="dev"})' in alerts
     assert 'absent(up{job="ollama-norskhelsenett"' not in alerts
 
 
 def test_mocks_upload_no_ollama_job_by_default():
-    doc = yaml.safe_load(_uploaded_config(run_stack("dev"))[prometheus.CONFIG_FILE])
+    doc = yaml.safe_load(_uploaded_config(run_stack("dev"))[topology.PROMETHEUS_CONFIG_FILE])
     assert [j["job_name"] for j in doc["scrape_configs"] if j["job_name"].startswith("ollama")] == []
 
 
@@ -424,16 +430,16 @@ class FakeAtCustomPath(FakeOllamaMetrics):
 
 
 def test_a_real_prometheus_scrapes_both_exporters_as_rendered(tmp_path):
-    seed = FakeOllamaMetrics(flavour="seed")
+    http_fake = FakeOllamaMetrics(flavour="http")
     nh = FakeAtCustomPath(flavour="norskhelsenett")
     server = None
     try:
-        for fake in (seed, nh):
+        for fake in (http_fake, nh):
             fake.start()
             fake.set_scenario("healthy")
             fake.run_clock(0.25, max_ticks=2000)
         cfg = configured(
-            [f"seed@127.0.0.1:{seed.port}", f"norskhelsenett@127.0.0.1:{nh.port}{FakeAtCustomPath.PATH}"],
+            [f"http@127.0.0.1:{http_fake.port}", f"norskhelsenett@127.0.0.1:{nh.port}{FakeAtCustomPath.PATH}"],
             scrapeInterval="1s", scrapeTimeout="1s", evaluationInterval="1s",
         )
         path = _write_config(cfg, str(tmp_path))
@@ -452,7 +458,7 @@ def test_a_real_prometheus_scrapes_both_exporters_as_rendered(tmp_path):
 
         targets = wait_until(targets_up, timeout=60, what="both Ollama targets up")
         assert targets["ollama-norskhelsenett"]["scrapeUrl"] == f"http://127.0.0.1:{nh.port}{FakeAtCustomPath.PATH}"
-        for job, fake in (("ollama-seed", seed), ("ollama-norskhelsenett", nh)):
+        for job, fake in (("ollama-http", http_fake), ("ollama-norskhelsenett", nh)):
             labels = targets[job]["labels"]
             # both on 127.0.0.1, so host:port tells them apart
             assert {k: labels[k] for k in TARGET_LABELS} == {"engine": "ollama", "env": "dev", "instance": f"127.0.0.1:{fake.port}", "job": job}
@@ -463,13 +469,13 @@ def test_a_real_prometheus_scrapes_both_exporters_as_rendered(tmp_path):
 
         found = wait_until(records, timeout=90, what="llm:requests:rate5m for both exporters")
         assert {r["metric"]["model"] for r in found} == {"llama3.2:3b"}
-        assert server.query("rate(ollama_http_requests_total[5m]) > 0"), "the original request's query"
-        for job in ("ollama-seed", "ollama-norskhelsenett"):
+        assert server.query("rate(ollama_http_requests_total[5m]) > 0"), "the comparison dashboard's request-rate query, as written against raw series"
+        for job in ("ollama-http", "ollama-norskhelsenett"):
             stored = {r["metric"]["__name__"] for r in server.query(f'group by (__name__) ({{job="{job}"}})')}
             builtin = {n for n in stored if n == "up" or n.startswith("scrape_")}
             assert stored - builtin == engines.raw_metrics_for_job(cfg, job), job
     finally:
         if server is not None:
             server.stop()
-        for fake in (seed, nh):
+        for fake in (http_fake, nh):
             fake.close()

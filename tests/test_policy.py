@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import pulumi_policy
+import pulumi_policy.version
+from pulumi_policy import ResourceValidationPolicy
 import yaml
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2
@@ -362,8 +365,6 @@ def test_pulumi_policy_hands_policies_unwrapped_secrets(no_secret_markers):
     def spy(args, report_violation):
         seen.append(args.props["slacks"][0]["url"])
 
-    from pulumi_policy import ResourceValidationPolicy
-
     servicer = _PolicyAnalyzerServicer(
         "spy", "0.0.1", [ResourceValidationPolicy(name="spy", description="spy", validate=spy)], EnforcementLevel.MANDATORY
     )
@@ -455,8 +456,6 @@ def test_analyzer_info_lists_every_policy_as_mandatory(servicer):
 
 
 def test_main_builds_the_mandatory_pack(monkeypatch, no_secret_markers):
-    import pulumi_policy
-
     built = {}
 
     class FakePack:  # the real PolicyPack starts a gRPC server and blocks
@@ -480,6 +479,4 @@ def test_policy_pack_files():
     assert "name" not in meta  # PulumiPolicy.yaml has no name field; the name is in __main__.py
     pins = (POLICY_DIR / "requirements.txt").read_text().split()
     assert pins == ["pulumi-policy==1.21.0", "pulumi==3.272.0"]
-    import pulumi_policy.version
-
     assert pulumi_policy.version.VERSION == lp.MARKERS_VERIFIED_VERSION == "1.21.0"

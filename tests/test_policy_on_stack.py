@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+from components import common
 
 from tests.harness import run_stack
 
@@ -37,8 +38,6 @@ def test_stack_has_no_policy_violations(env):
 
 
 def test_a_public_prod_bind_would_be_caught_without_the_explicit_label(monkeypatch):
-    from components import common
-
     monkeypatch.setattr(common, "LABEL_PUBLIC_BIND_ALLOWED", "llmstack.unused")
     found = violations("prod", overrides={"mistralPublishAddress": "0.0.0.0"})
     assert any("publishes container port 1234" in v for v in found)

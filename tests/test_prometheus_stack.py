@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from llmstack import prometheus as p
-from llmstack.artifacts import ROOT, stack_config
+from llmstack import topology
+from tools.stacks import ROOT, stack_config
 from tests.harness import run_stack
 
 CONTAINER = "docker:index/container:Container"
@@ -21,7 +22,7 @@ def uploads(rec) -> dict:
 
 
 def scrape_config(rec, job: str) -> dict:
-    doc = yaml.safe_load(uploads(rec)[p.CONFIG_FILE])
+    doc = yaml.safe_load(uploads(rec)[topology.PROMETHEUS_CONFIG_FILE])
     return next(j for j in doc["scrape_configs"] if j["job_name"] == job)
 
 
@@ -50,18 +51,18 @@ def test_container_volume_and_image_are_children_of_the_component(env, request):
 def test_uploaded_files_are_byte_equal_to_the_renders(env, request):
     rec = request.getfixturevalue(env)
     cfg = stack_config(env)
-    expected = {p.CONFIG_FILE: p.render_prometheus_yml(cfg, "mistral:1234", "/metrics")}
+    expected = {topology.PROMETHEUS_CONFIG_FILE: p.render_prometheus_yml(cfg)}
     for name, text in p.render_rule_files(cfg).items():
         expected[f"/etc/prometheus/rules/{name}"] = text
     assert uploads(rec) == expected
     # and to the committed copies a reviewer reads
     with open(f"{ROOT}/assets/prometheus/{env}/prometheus.yml") as fh:
-        assert uploads(rec)[p.CONFIG_FILE] == fh.read()
+        assert uploads(rec)[topology.PROMETHEUS_CONFIG_FILE] == fh.read()
 
 
 def test_the_config_names_the_uploaded_rule_files(dev):
-    doc = yaml.safe_load(uploads(dev)[p.CONFIG_FILE])
-    uploaded = {f for f in uploads(dev) if f != p.CONFIG_FILE}
+    doc = yaml.safe_load(uploads(dev)[topology.PROMETHEUS_CONFIG_FILE])
+    uploaded = {f for f in uploads(dev) if f != topology.PROMETHEUS_CONFIG_FILE}
     assert {f"/etc/prometheus/{rule_file}" for rule_file in doc["rule_files"]} == uploaded
 
 

@@ -16,15 +16,18 @@ import subprocess
 import pytest
 import yaml
 
-from llmstack import prometheus, rules
-from llmstack.artifacts import ROOT, STACK_FILES, stack_config
-from llmstack.prometheus_artifacts import measured_detections, reads_recording_rules
+from llmstack import alerts, prometheus, topology
+from llmstack.config import duration_seconds
+from tools.stacks import ROOT, STACK_FILES, stack_config
+from tools import detection_times
+from tools.detection_times import measured_detections, reads_recording_rules
+from tools.sections import replace_section
 from tests.integration.fakes.mistral import FakeMistral
 
 PROMTOOL = shutil.which("promtool")
 TEST_DIR = os.path.join(ROOT, "tests", "promtool")
 TEST_FILES = sorted(glob.glob(os.path.join(TEST_DIR, "*.yaml")))
-DEV_RULES_DIR = os.path.join("assets", "prometheus", "dev", prometheus.RULES_SUBDIR)
+DEV_RULES_DIR = os.path.join("assets", "prometheus", "dev", topology.PROMETHEUS_RULES_SUBDIR)
 ENVS = sorted(STACK_FILES)
 
 
@@ -47,9 +50,9 @@ def test_there_are_promtool_test_files():
 def test_promtool_check_config_accepts_the_rendered_config(env, tmp_path):
     cfg = stack_config(env)
     rule_files = prometheus.render_rule_files(cfg)
-    (tmp_path / prometheus.RULES_SUBDIR).mkdir()
+    (tmp_path / topology.PROMETHEUS_RULES_SUBDIR).mkdir()
     for name, text in rule_files.items():
-        (tmp_path / prometheus.RULES_SUBDIR / name).write_text(text)
+        (tmp_path / topology.PROMETHEUS_RULES_SUBDIR / name).write_text(text)
     (tmp_path / "prometheus.yml").write_text(prometheus.render_prometheus_yml(cfg))
     done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -124,7 +127,7 @@ def _cases() -> tuple:
     )
 
 
-ALERTS = rules.alert_rules(stack_config("dev"))
+ALERTS = alerts.alert_rules(stack_config("dev"))
 # The Watchdog fires always, by design; it cannot have a quiet case.
 ALWAYS_FIRING = {"Watchdog"}
 
@@ -180,13 +183,13 @@ def _input_series() -> tuple:
 
 
 def test_input_series_are_only_what_the_scrape_job_keeps():
-    produced = rules.produced_series(stack_config("dev"))
+    produced = prometheus.produced_series(stack_config("dev"))
     for group, name, labels in _input_series():
         if labels.get("engine") == "ollama":
             continue  # dev scrapes no Ollama: tests/test_ollama.py checks these against a stack that does
         if labels.get("job") == "dcgm":
             continue  # dev has no GPU: tests/test_resources.py checks these against prod
-        assert rules.is_produced(name, produced), f"{group}: {name} would be dropped at scrape time"
+        assert prometheus.is_produced(name, produced), f"{group}: {name} would be dropped at scrape time"
 
 
 def test_histograms_have_exactly_the_upstream_buckets():
@@ -218,7 +221,7 @@ def test_mistral_series_carry_the_scrape_jobs_labels():
 
 
 # ---------------------------------------------------------------------------------------------
-# Detection times (the README's table comes from the same measurement)
+# Detection times (docs/alerts.md's table comes from the same measurement)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -239,6 +242,11 @@ def test_critical_alerts_fire_within_3_minutes_in_the_worst_case(alert, detectio
 
 @pytest.mark.parametrize("alert", [a for a in ALERTS if a.name not in ALWAYS_FIRING], ids=lambda a: a.name)
 def test_no_alert_fires_before_its_for_has_passed(alert, detections):
-    from llmstack.config import duration_seconds
-
     assert detections[alert.name].measured_seconds >= duration_seconds(alert.for_)
+
+
+def test_the_detection_table_in_the_docs_is_what_promtool_measures_now():
+    """docs/alerts.md's table is written by scripts/detection_times, a separate step from rendering."""
+    with open(os.path.join(ROOT, detection_times.DOC)) as fh:
+        current = fh.read()
+    assert replace_section(current, detection_times.SECTION, detection_times.table()) == current, "run scripts/detection_times"

@@ -1,4 +1,4 @@
-"""Resource metrics (issue 6): the cAdvisor and DCGM scrape jobs, the resource records and alerts.
+"""Resource metrics: the cAdvisor and DCGM scrape jobs, the resource records and alerts.
 
 tests/promtool/resources_test.yaml runs in tests/test_promtool.py against the dev stack's rules like
 every other promtool file. This module checks what that cannot: that its input series look exactly
@@ -17,15 +17,16 @@ import pytest
 import yaml
 
 from llmstack import config as cfgmod
-from llmstack import dashboards, prometheus, resource_rules, rules, schema
-from llmstack.artifacts import ROOT, stack_config
+from llmstack import alerts, dashboards, prometheus, resources, signals, topology
+from llmstack.alerts import resources as resource_alerts
+from tools.stacks import ROOT, stack_config
 from tests.harness import run_stack, stack_config_values
 from tests.integration.fakes.resources import FakeCadvisor, FakeDcgm
 from tests.integration.promserver import PrometheusServer, wait_until
 
 PROMTOOL = shutil.which("promtool")
 TEST_FILE = os.path.join(ROOT, "tests", "promtool", "resources_test.yaml")
-DEV_RULES = os.path.join("assets", "prometheus", "dev", prometheus.RULES_SUBDIR)
+DEV_RULES = os.path.join("assets", "prometheus", "dev", topology.PROMETHEUS_RULES_SUBDIR)
 CONTAINER = "docker:index/container:Container"
 ENVS = ("dev", "prod")
 GIB = 1024 ** 3
@@ -68,7 +69,7 @@ def exposed(fake) -> dict[str, set[str]]:
 
 def uploaded_jobs(rec) -> dict:
     c = rec.one(CONTAINER, "prometheus-container").inputs
-    doc = yaml.safe_load(next(u["content"] for u in c["uploads"] if u["file"] == prometheus.CONFIG_FILE))
+    doc = yaml.safe_load(next(u["content"] for u in c["uploads"] if u["file"] == topology.PROMETHEUS_CONFIG_FILE))
     return {j["job_name"]: j for j in doc["scrape_configs"]}
 
 
@@ -93,7 +94,7 @@ def test_the_jobs_scrape_the_exporters_network_alias_and_label_the_env(stacks, c
     rec = stacks["prod"]
     c = rec.one(CONTAINER, f"{component}-container").inputs
     alias = c["networksAdvanced"][0]["aliases"][0]
-    _, port, path = schema.TARGETS[job]
+    _, port, path = topology.TARGETS[job]
     scraped = uploaded_jobs(rec)[job]
     assert scraped["static_configs"] == [{"targets": [f"{alias}:{port}"]}]
     assert scraped["metrics_path"] == path
@@ -105,18 +106,18 @@ def test_the_uploaded_rules_hold_the_resource_group_on_every_stack(stacks, env):
     c = stacks[env].one(CONTAINER, "prometheus-container").inputs
     recording = next(u["content"] for u in c["uploads"] if u["file"].endswith(prometheus.RECORDING_FILE))
     groups = {g["name"]: g for g in yaml.safe_load(recording)["groups"]}
-    records = [r["record"] for r in groups[resource_rules.GROUP]["rules"]]
+    records = [r["record"] for r in groups[resources.GROUP]["rules"]]
     # The GPU records too, without a GPU: they record nothing there (see the module doc).
-    assert records == [r.signal.name for r in resource_rules.records(stack_config(env))]
-    assert schema.GPU_UTILISATION.name in records and schema.MODEL_LOAD_SECONDS.name in records
+    assert records == [r.signal.name for r in resources.records(stack_config(env))]
+    assert signals.GPU_UTILISATION.name in records and signals.MODEL_LOAD_SECONDS.name in records
 
 
 @pytest.mark.parametrize("overrides", [{}, {"dcgmExporterEnabled": "false"}], ids=["prod", "prod-without-dcgm"])
 def test_promtool_check_config_accepts_the_rendered_config(overrides, tmp_path):
     cfg = cfgmod.load(cfgmod.DictSource({**stack_config_values("prod"), **overrides}), "prod")
-    (tmp_path / prometheus.RULES_SUBDIR).mkdir()
+    (tmp_path / topology.PROMETHEUS_RULES_SUBDIR).mkdir()
     for name, text in prometheus.render_rule_files(cfg).items():
-        (tmp_path / prometheus.RULES_SUBDIR / name).write_text(text)
+        (tmp_path / topology.PROMETHEUS_RULES_SUBDIR / name).write_text(text)
     (tmp_path / "prometheus.yml").write_text(prometheus.render_prometheus_yml(cfg))
     done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -125,13 +126,13 @@ def test_promtool_check_config_accepts_the_rendered_config(overrides, tmp_path):
 
 def test_keep_lists_are_exactly_what_the_records_read():
     cfg = stack_config("prod")
-    assert prometheus.cadvisor_job(cfg).series == resource_rules.raw_metrics(cfg, "cadvisor") == {
+    assert resources.cadvisor_job(cfg).series == resources.raw_metrics(cfg, "cadvisor") == {
         "container_cpu_usage_seconds_total",
         "container_memory_working_set_bytes",
         "container_spec_memory_limit_bytes",
         "container_start_time_seconds",
     }
-    assert prometheus.dcgm_job(cfg).series == resource_rules.raw_metrics(cfg, "dcgm") == {
+    assert resources.dcgm_job(cfg).series == resources.raw_metrics(cfg, "dcgm") == {
         "DCGM_FI_DEV_GPU_UTIL",
         "DCGM_FI_DEV_FB_USED",
         "DCGM_FI_DEV_FB_FREE",
@@ -145,13 +146,13 @@ def test_the_exporters_expose_every_metric_the_records_read():
     cfg = stack_config("prod")
     cadvisor = FakeCadvisor(containers=("llmstack-prod-mistral",))
     cadvisor.advance(30)
-    assert resource_rules.raw_metrics(cfg, "cadvisor") <= set(exposed(cadvisor))
-    assert resource_rules.raw_metrics(cfg, "dcgm") <= set(exposed(FakeDcgm()))
+    assert resources.raw_metrics(cfg, "cadvisor") <= set(exposed(cadvisor))
+    assert resources.raw_metrics(cfg, "dcgm") <= set(exposed(FakeDcgm()))
 
 
 def test_the_container_regex_matches_only_this_stacks_containers():
     cfg = cfgmod.load_defaults("stag.ing")
-    regex = re.compile(resource_rules.container_name_regex(cfg))  # RE2 and Python agree on this one
+    regex = re.compile(resources.container_name_regex(cfg))  # RE2 and Python agree on this one
     assert regex.fullmatch("llmstack-stag.ing-mistral").group(1) == "mistral"
     assert regex.fullmatch("llmstack-stag.ing-grafana").group(1) == "grafana"
     for other in ("llmstack-stagXing-mistral", "llmstack-prod-mistral", "llmstack-stag.ing-cadvisor", "", "mistral"):
@@ -164,20 +165,20 @@ def test_the_container_regex_matches_only_this_stacks_containers():
 
 
 def test_every_record_keeps_the_labels_it_declares():
-    for r in resource_rules.records(stack_config("dev")):
-        if r.signal in (schema.MODEL_LOAD_SECONDS,):
+    for r in resources.records(stack_config("dev")):
+        if r.signal in (signals.MODEL_LOAD_SECONDS,):
             continue  # a difference of two records that already carry those labels
         assert f"by ({r.labels})" in r.expr, r.signal.name
 
 
 def test_the_dashboards_resource_queries_read_only_recorded_series():
-    recorded = {r.signal.name for r in resource_rules.records(stack_config("dev"))}
-    resource_signals = {s.name for s in schema.ALL if s.name.startswith(("llm:gpu_", "llm:container_"))} | {schema.MODEL_LOAD_SECONDS.name}
+    recorded = {r.signal.name for r in resources.records(stack_config("dev"))}
+    resource_signals = {s.name for s in signals.ALL if s.name.startswith(("llm:gpu_", "llm:container_"))} | {signals.MODEL_LOAD_SECONDS.name}
     assert resource_signals <= recorded
 
 
 def test_warning_and_critical_thresholds_come_from_config():
-    custom = {a.name: a for a in resource_rules.alert_rules(cfgmod.load_defaults(
+    custom = {a.name: a for a in resource_alerts.alert_rules(cfgmod.load_defaults(
         "dev",
         alertGpuMemoryWarningPercent="85", alertGpuMemoryCriticalPercent="99",
         alertContainerMemoryWarningPercent="70", alertContainerMemoryCriticalPercent="80",
@@ -196,26 +197,25 @@ def test_warning_and_critical_thresholds_come_from_config():
 
 def test_the_stack_alerts_include_the_resource_alerts_and_the_kv_cache_ones_once():
     cfg = stack_config("dev")
-    names = [a.name for a in rules.alert_rules(cfg)]
+    names = [a.name for a in alerts.alert_rules(cfg)]
     assert len(names) == len(set(names))
-    assert {a.name for a in resource_rules.alert_rules(cfg)} <= set(names)
+    assert {a.name for a in resource_alerts.alert_rules(cfg)} <= set(names)
     # The KV-cache alerts are reused, not redefined: no resource alert reads the KV-cache series,
     # and the exhaustion list holds the very alerts of rules.py.
-    assert not any(schema.KV_CACHE_UTILISATION.name in a.expr for a in resource_rules.alert_rules(cfg))
-    by_name = {a.name: a for a in rules.alert_rules(cfg)}
-    exhaustion = resource_rules.exhaustion_alerts(cfg)
+    assert not any(signals.KV_CACHE_UTILISATION.name in a.expr for a in resource_alerts.alert_rules(cfg))
+    by_name = {a.name: a for a in alerts.alert_rules(cfg)}
+    exhaustion = resource_alerts.exhaustion_alerts(cfg)
     kv = [a for a in exhaustion if a.name.startswith("LLMKVCacheExhaustion")]
     assert [a.name for a in kv] == ["LLMKVCacheExhaustionWarning", "LLMKVCacheExhaustionCritical"]
     assert all(by_name[a.name] == a for a in exhaustion)
 
 
-def test_the_readme_lists_every_exhaustion_alert_under_resources():
-    with open(os.path.join(ROOT, "README.md")) as fh:
+def test_the_resources_doc_lists_every_exhaustion_alert():
+    with open(os.path.join(ROOT, "docs", "resources.md")) as fh:
         text = fh.read()
-    section = text.split("<!-- resources:start -->")[1].split("<!-- resources:end -->")[0]
-    exhaustion = section.split("### Resource exhaustion alerts")[1]
-    for a in resource_rules.exhaustion_alerts(stack_config("dev")) + resource_rules.alert_rules(stack_config("dev")):
-        assert f"[`{a.name}`](docs/runbooks.md#{a.name.lower()})" in exhaustion, a.name
+    section = text.split("<!-- resource-alerts:start -->")[1].split("<!-- resource-alerts:end -->")[0]
+    for a in resource_alerts.exhaustion_alerts(stack_config("dev")) + resource_alerts.alert_rules(stack_config("dev")):
+        assert f"[`{a.name}`](runbooks.md#{a.name.lower()})" in section, a.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,12 +237,12 @@ def input_series() -> tuple:
 
 
 def test_input_series_are_only_what_the_jobs_of_their_stack_keep():
-    produced = {env: rules.produced_series(stack_config(env)) for env in ENVS}
+    produced = {env: prometheus.produced_series(stack_config(env)) for env in ENVS}
     assert input_series()
     for group, name, labels in input_series():
         env = labels.get("env")
         assert env in ENVS, f"{group}: {name} has env={env!r}"
-        assert rules.is_produced(name, produced[env]), f"{group}: {name} would be dropped on {env}"
+        assert prometheus.is_produced(name, produced[env]), f"{group}: {name} would be dropped on {env}"
 
 
 def test_input_series_carry_the_exporters_labels_and_their_jobs():
@@ -256,7 +256,7 @@ def test_input_series_carry_the_exporters_labels_and_their_jobs():
             assert set(labels) - {"job", "instance", "env", "container"} <= cadvisor_labels, where
             assert {"id", "image", "name"} <= set(labels), where
             assert labels["instance"] == "cadvisor:8080", where
-            match = re.fullmatch(resource_rules.container_name_regex(stack_config(env)), labels["name"])
+            match = re.fullmatch(resources.container_name_regex(stack_config(env)), labels["name"])
             assert match and labels["container"] == match.group(1), where
             assert re.fullmatch(r"/system\.slice/docker-[0-9a-f]{64}\.scope", labels["id"]), where
             assert ("cpu" in labels) == (name == "container_cpu_usage_seconds_total"), where
@@ -304,8 +304,8 @@ def test_a_real_prometheus_keeps_relabels_and_records_the_exporters_as_rendered(
         server.start()
 
         def recorded():
-            cpu = server.query(schema.CONTAINER_CPU.name)
-            gpu = server.query(schema.GPU_MEMORY_TOTAL.name)
+            cpu = server.query(signals.CONTAINER_CPU.name)
+            gpu = server.query(signals.GPU_MEMORY_TOTAL.name)
             return (cpu, gpu) if len(cpu) == 3 and len(gpu) == 2 else None
 
         cpu, gpu = wait_until(recorded, timeout=90, what="container CPU and GPU memory records")
@@ -313,7 +313,7 @@ def test_a_real_prometheus_keeps_relabels_and_records_the_exporters_as_rendered(
         # Only what the records read is stored, and only this stack's containers, as components.
         for job in ("cadvisor", "dcgm"):
             stored = {r["metric"]["__name__"] for r in server.query(f'group by (__name__) ({{job="{job}"}})')}
-            assert stored - {"up"} - {n for n in stored if n.startswith("scrape_")} == resource_rules.raw_metrics(cfg, job), job
+            assert stored - {"up"} - {n for n in stored if n.startswith("scrape_")} == resources.raw_metrics(cfg, job), job
         kept = server.query('group by (name, container, env) (container_memory_working_set_bytes{job="cadvisor"})')
         assert {(r["metric"]["name"], r["metric"]["container"], r["metric"]["env"]) for r in kept} == {
             ("llmstack-prod-mistral", "mistral", "prod"),
@@ -325,13 +325,13 @@ def test_a_real_prometheus_keeps_relabels_and_records_the_exporters_as_rendered(
 
         # The records in the schema's units, per GPU; the memory limit only where there is one.
         assert {(r["metric"]["gpu"], float(r["value"][1])) for r in gpu} == {("0", 81920 * MIB), ("1", 81920 * MIB)}
-        used = server.query(schema.GPU_MEMORY_USED.name)
+        used = server.query(signals.GPU_MEMORY_USED.name)
         assert {float(r["value"][1]) for r in used} == {round(0.6 * 81920) * MIB}
-        assert {float(r["value"][1]) for r in server.query(schema.GPU_UTILISATION.name)} == {0.65}
+        assert {float(r["value"][1]) for r in server.query(signals.GPU_UTILISATION.name)} == {0.65}
         assert set(used[0]["metric"]) == {"__name__", "env", "gpu", "UUID", "modelName"}
-        limits = server.query(schema.CONTAINER_MEMORY_LIMIT.name)
+        limits = server.query(signals.CONTAINER_MEMORY_LIMIT.name)
         assert [(r["metric"]["container"], float(r["value"][1])) for r in limits] == [("mistral", 64 * GIB)]
-        xid = server.query(resource_rules.GPU_LAST_XID.name)
+        xid = server.query(signals.GPU_LAST_XID.name)
         assert {(r["metric"]["err_msg"], float(r["value"][1])) for r in xid} == {("No Error", 0.0)}
     finally:
         if server is not None:
@@ -344,7 +344,7 @@ def test_a_real_prometheus_keeps_relabels_and_records_the_exporters_as_rendered(
 # The dashboard's GPU panels on a stack without a GPU: no data, never an error
 # ---------------------------------------------------------------------------------------------
 
-GPU_RECORDS = {s.name for s in schema.ALL if s.name.startswith("llm:gpu_")}
+GPU_RECORDS = {s.name for s in signals.ALL if s.name.startswith("llm:gpu_")}
 
 
 def gpu_panel_queries() -> list[tuple[str, str]]:

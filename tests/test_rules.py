@@ -4,13 +4,15 @@ import re
 
 import pytest
 
-from llmstack import engines, prometheus, resource_rules, rules, schema
-from llmstack.artifacts import ROOT, stack_config
+from llmstack import alerts, engines, prometheus, resources, signals
+from llmstack.engines import mistralrs
+from llmstack.alerts import resources as resource_alerts
+from tools.stacks import ROOT, stack_config
 from llmstack.config import load_defaults
 from tests.integration.fakes.mistral import FakeMistral
 
 CFG = stack_config("dev")
-ALERTS = rules.alert_rules(CFG)
+ALERTS = alerts.alert_rules(CFG)
 NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -18,7 +20,7 @@ def test_alert_names_are_unique_camel_case_and_stable_in_order():
     names = [a.name for a in ALERTS]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]+", n) for n in names)
-    assert names == [a.name for a in rules.alert_rules(CFG)]
+    assert names == [a.name for a in alerts.alert_rules(CFG)]
 
 
 @pytest.mark.parametrize("alert", ALERTS, ids=lambda a: a.name)
@@ -47,21 +49,21 @@ def test_there_is_a_warning_and_a_critical_alert_for_latency_errors_and_kv_cache
 
 def test_thresholds_and_queue_for_come_from_config():
     cfg = stack_config("dev")
-    custom = rules.alert_rules(
+    custom = alerts.alert_rules(
         load_defaults("dev", alertErrorRatioCriticalPercent="35", alertQueueSaturationFor="7m", alertKvCacheWarningPercent="80")
     )
     by_name = {a.name: a for a in custom}
     assert "> 0.35" in by_name["LLMHighErrorRatioCritical"].expr
     assert by_name["LLMQueueSaturated"].for_ == "7m"
     assert "> 0.8" in by_name["LLMKVCacheExhaustionWarning"].expr
-    assert {a.name: a.expr for a in rules.alert_rules(cfg)} != {a.name: a.expr for a in custom}
+    assert {a.name: a.expr for a in alerts.alert_rules(cfg)} != {a.name: a.expr for a in custom}
 
 
 PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector"}
 
 
 def test_alerts_read_only_series_the_stack_produces():
-    produced = rules.produced_series(CFG)
+    produced = prometheus.produced_series(CFG)
     for alert in ALERTS:
         # drop label matchers, `on (...)` label lists and `offset <duration>`; what is left are metric
         # names and PromQL words
@@ -69,12 +71,12 @@ def test_alerts_read_only_series_the_stack_produces():
         names = [n for n in NAME_RE.findall(expr) if n not in PROMQL_WORDS and not n[0].isdigit()]
         assert names or alert.name == "Watchdog", alert.name
         for name in names:
-            assert rules.is_produced(name, produced), f"{alert.name} reads {name}"
+            assert prometheus.is_produced(name, produced), f"{alert.name} reads {name}"
 
 
 def test_inference_alerts_use_only_shared_schema_series():
     schema_names = {s.name for m in engines.mappings(CFG) for s in m.signals}
-    resource = {a.name for a in resource_rules.alert_rules(CFG)}  # over resource records: tests/test_resources.py
+    resource = {a.name for a in resource_alerts.alert_rules(CFG)}  # over resource records: tests/test_resources.py
     for alert in ALERTS:
         if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "Watchdog") or alert.name in resource:
             continue
@@ -96,8 +98,8 @@ def test_every_mistral_selector_names_the_job():
 
 
 def test_every_record_aggregates_to_the_schema_labels():
-    for group in rules.recording_groups(CFG):
-        if group["name"] == resource_rules.GROUP:
+    for group in prometheus.recording_groups(CFG):
+        if group["name"] == resources.GROUP:
             continue  # per GPU or container: tests/test_resources.py
         for rule in group["rules"]:
             assert "sum by (engine, env, instance, model)" in rule["expr"] or "sum by (le, engine, env, instance, model)" in rule["expr"], rule["record"]
@@ -106,9 +108,9 @@ def test_every_record_aggregates_to_the_schema_labels():
 def test_mistral_provides_every_inference_kpi_of_the_issue():
     provided = {s for m in engines.mappings(CFG) if m.engine == "mistralrs" for s in m.signals}
     wanted = {
-        schema.REQUESTS_RATE, schema.ERROR_RATIO, schema.LATENCY_P50, schema.LATENCY_P95, schema.LATENCY_P99,
-        schema.TTFT_P95, schema.ITL_P95, schema.TOKENS_PROCESSED_RATE, schema.TOKENS_GENERATED_RATE,
-        schema.QUEUE_DEPTH, schema.RUNNING, schema.CAPACITY, schema.KV_CACHE_UTILISATION, schema.PREEMPTIONS_RATE,
+        signals.REQUESTS_RATE, signals.ERROR_RATIO, signals.LATENCY_P50, signals.LATENCY_P95, signals.LATENCY_P99,
+        signals.TTFT_P95, signals.ITL_P95, signals.TOKENS_PROCESSED_RATE, signals.TOKENS_GENERATED_RATE,
+        signals.QUEUE_DEPTH, signals.RUNNING, signals.CAPACITY, signals.KV_CACHE_UTILISATION, signals.PREEMPTIONS_RATE,
     }
     assert wanted <= provided
 
@@ -133,7 +135,7 @@ def test_the_scrape_job_keeps_what_the_rules_read_from_real_mistral_output(upstr
         fake.set_scenario(scenario)
         fake.advance(60)
     exposed = {NAME_RE.match(line).group() for line in fake.exposition().splitlines() if line and not line.startswith("#")}
-    job = prometheus.mistral_job(CFG).config
+    job = mistralrs.scrape_jobs(CFG)[0].config
     stored = {_relabel(n, job["metric_relabel_configs"]) for n in exposed} - {None}
     read = engines.raw_metrics_for_job(CFG, "mistral")
     # everything stored is read by a rule, and every name a rule reads is stored when the server has it
@@ -146,7 +148,7 @@ def test_the_scrape_job_keeps_what_the_rules_read_from_real_mistral_output(upstr
 
 
 def test_keep_list_is_exactly_what_the_mapping_reads():
-    assert prometheus.mistral_job(CFG).series == engines.raw_metrics_for_job(CFG, "mistral")
+    assert mistralrs.scrape_jobs(CFG)[0].series == engines.raw_metrics_for_job(CFG, "mistral")
     assert engines.raw_metrics_for_job(CFG, "mistral") == {
         "mistral_http_requests_total",
         "mistral_http_request_duration_seconds_bucket",
@@ -170,12 +172,12 @@ def test_keep_list_is_exactly_what_the_mapping_reads():
 
 
 def test_produced_series_lists_records_kept_metrics_and_builtins():
-    produced = rules.produced_series(CFG)
+    produced = prometheus.produced_series(CFG)
     for name in ("ALERTS", "ALERTS_FOR_STATE", "up", "scrape_duration_seconds", "llm:requests:rate5m",
                  "mistral_http_requests_total", "prometheus_tsdb_storage_blocks_bytes"):
-        assert rules.is_produced(name, produced), name
+        assert prometheus.is_produced(name, produced), name
     for name in ("http_requests_total", "mistral_http_request_body_bytes_bucket", "mistralrs_sequences_completed_total"):
-        assert not rules.is_produced(name, produced), name
+        assert not prometheus.is_produced(name, produced), name
 
 
 def test_rendering_is_deterministic():
@@ -185,5 +187,5 @@ def test_rendering_is_deterministic():
 
 def test_label_values_with_a_dollar_are_escaped_for_relabelling():
     cfg = load_defaults("dev", mistralModelId="org/model$1")
-    labels = {r["target_label"]: r["replacement"] for r in prometheus.mistral_job(cfg).config["relabel_configs"]}
+    labels = {r["target_label"]: r["replacement"] for r in mistralrs.scrape_jobs(cfg)[0].config["relabel_configs"]}
     assert labels["model"] == "org/model$$1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import re
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,6 @@ def test_deploy_workflow_gates_each_stack():
 
 @pytest.mark.parametrize("name", ["pr.yml", "deploy.yml"])
 def test_secrets_used_by_workflows_are_documented(name):
-    import re
-
     used = set(re.findall(r"secrets\.([A-Z0-9_]+)", (WORKFLOWS / name).read_text())) - {"GITHUB_TOKEN"}
     doc = (ROOT / "docs" / "ci.md").read_text()
     missing = {s for s in used if f"`{s}`" not in doc}

@@ -1,8 +1,8 @@
-"""The two Grafana dashboards, built from small panel factories over the shared `llm:*` schema.
+"""Panel factories and the dashboard frame every dashboard shares.
 
-Every query reads a recording rule from llmstack.schema (never an engine's raw metric), so the
-dashboards work for any engine the rules map, and the same series back the alerts. Each panel takes
-its unit and description from the schema's Signal.
+Every query reads a series of the `llm:*` catalogue (llmstack/signals.py, never an engine's raw
+metric), so the dashboards work for any engine the rules map, and the same series back the alerts.
+Each panel takes its unit and description from the catalogue's Signal.
 
 Output is canonical: sorted keys, a fixed uid, no `id`/`version` (Grafana assigns those, and the
 provider would diff on them every run), panel ids and grid positions assigned in order. The JSON is
@@ -15,18 +15,13 @@ import json
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from . import schema
-from .artifacts import ARTIFACTS
-from .engines import MISTRAL_ENGINE
-from .schema import Signal
+from ..signals import Signal
 
 # Fixed uids: the dashboards, rules and datasource variable reference them, so they never change.
 DATASOURCE_UID = "llmstack-prometheus"
 DATASOURCE_NAME = "llmstack Prometheus"
 FOLDER_UID = "llmstack-llm-inference"
 FOLDER_TITLE = "LLM inference"
-INFERENCE_UID = "llmstack-mistral-inference"
-COMPARISON_UID = "llmstack-mistral-vs-ollama"
 
 # Older schema versions are migrated by Grafana when a dashboard loads; 39 is understood by
 # Grafana 10.4 and newer, including the pinned 12.x.
@@ -246,132 +241,6 @@ def dashboard(uid: str, title: str, description: str, sections, default_engine: 
     }
 
 
-# --- "Mistral.rs inference" -------------------------------------------------------------------
-
-def _one(title: str, signal: Signal, legend: str = "{{instance}} {{model}}", width: int = 8) -> Panel:
-    return timeseries(title, [signal], [Query(sel(signal), legend)], width=width)
-
-
-def inference_dashboard() -> dict:
-    s = schema
-    per_instance = "{{instance}} {{model}}"
-    sections = [
-        ("Traffic and latency", [
-            _one("Requests per second", s.REQUESTS_RATE),
-            timeseries("Latency: average and p95", [s.LATENCY_AVG, s.LATENCY_P95], [
-                Query(sel(s.LATENCY_AVG), f"avg {per_instance}"),
-                Query(sel(s.LATENCY_P95), f"p95 {per_instance}"),
-            ]),
-            _one("Error ratio (5xx)", s.ERROR_RATIO),
-        ]),
-        ("Tokens", [
-            timeseries("Token throughput", [s.TOKENS_PROCESSED_RATE, s.TOKENS_GENERATED_RATE], [
-                Query(sel(s.TOKENS_PROCESSED_RATE), f"processed {per_instance}"),
-                Query(sel(s.TOKENS_GENERATED_RATE), f"generated {per_instance}"),
-            ]),
-            _one("Time to first token (p95)", s.TTFT_P95),
-            _one("Inter-token latency (p95)", s.ITL_P95),
-        ]),
-        ("Queue and capacity", [
-            _one("Requests in flight", s.IN_FLIGHT),
-            _one("Queue depth", s.QUEUE_DEPTH),
-            timeseries("Running sequences vs capacity", [s.RUNNING, s.CAPACITY], [
-                Query(sel(s.RUNNING), f"running {per_instance}"),
-                Query(sel(s.CAPACITY), f"capacity {per_instance}"),
-            ]),
-        ]),
-        ("KV cache", [
-            _one("KV-cache utilisation", s.KV_CACHE_UTILISATION),
-            _one("Preemptions per second", s.PREEMPTIONS_RATE),
-            _one("Prefix-cache hit ratio", s.PREFIX_CACHE_HIT_RATIO),
-        ]),
-        ("Resources", [
-            stat("Model load time", s.MODEL_LOAD_SECONDS, Query(sel(s.MODEL_LOAD_SECONDS, RESOURCE_FILTER), "{{instance}}")),
-            timeseries("GPU utilisation", [s.GPU_UTILISATION], [Query(sel(s.GPU_UTILISATION, RESOURCE_FILTER))],
-                       note="No data without a GPU (the dev stack runs none)."),
-            timeseries("GPU memory: used and total", [s.GPU_MEMORY_USED, s.GPU_MEMORY_TOTAL], [
-                Query(sel(s.GPU_MEMORY_USED, RESOURCE_FILTER)),
-                Query(sel(s.GPU_MEMORY_TOTAL, RESOURCE_FILTER)),
-            ], note="No data without a GPU."),
-            timeseries("GPU temperature", [s.GPU_TEMPERATURE], [Query(sel(s.GPU_TEMPERATURE, RESOURCE_FILTER))],
-                       note="No data without a GPU."),
-            timeseries("GPU power", [s.GPU_POWER], [Query(sel(s.GPU_POWER, RESOURCE_FILTER))], note="No data without a GPU."),
-            timeseries("Container CPU", [s.CONTAINER_CPU], [Query(sel(s.CONTAINER_CPU, RESOURCE_FILTER))]),
-            timeseries("Container memory: working set and limit", [s.CONTAINER_MEMORY, s.CONTAINER_MEMORY_LIMIT], [
-                Query(sel(s.CONTAINER_MEMORY, RESOURCE_FILTER)),
-                Query(sel(s.CONTAINER_MEMORY_LIMIT, RESOURCE_FILTER)),
-            ], width=16),
-        ]),
-        ("Alerts", [firing_alerts()]),
-    ]
-    return dashboard(
-        INFERENCE_UID,
-        "Mistral.rs inference",
-        "Mistral.rs inference KPIs, capacity, KV cache and resources, from the shared llm:* recording rules.",
-        sections,
-        default_engine=MISTRAL_ENGINE,
-    )
-
-
-# --- "Mistral.rs vs Ollama" -------------------------------------------------------------------
-# Each KPI once per engine (legend {{engine}}): rates and counts summed over an engine's instances,
-# latencies and ratios as the worst instance. Only llm:* series, so a new engine needs no change here.
-
-SUMMED = "Summed over each engine's instances."
-WORST = "The worst instance of each engine."
-
-
-def _by_engine(title: str, signal: Signal, how: str, width: int = 8) -> Panel:
-    agg, note = ("sum", SUMMED) if how == "sum" else ("max", WORST)
-    return timeseries(title, [signal], [Query(f"{agg} by (engine) ({sel(signal)})", "{{engine}}")], note=note, width=width)
-
-
-def comparison_dashboard() -> dict:
-    s = schema
-    sections = [
-        ("Traffic and latency", [
-            # The original request's "Inference Request Rate" panel, rate(mistral_http_requests_total[5m])
-            # next to rate(ollama_http_requests_total[5m]), as one query over the shared schema.
-            _by_engine("Inference request rate", s.REQUESTS_RATE, "sum", width=6),
-            _by_engine("Latency (p95)", s.LATENCY_P95, "max", width=6),
-            _by_engine("Latency (average)", s.LATENCY_AVG, "max", width=6),
-            _by_engine("Error ratio (5xx)", s.ERROR_RATIO, "max", width=6),
-        ]),
-        ("Tokens", [
-            _by_engine("Generated tokens per second", s.TOKENS_GENERATED_RATE, "sum"),
-            _by_engine("Time to first token (p95)", s.TTFT_P95, "max"),
-            _by_engine("Inter-token latency (p95)", s.ITL_P95, "max"),
-        ]),
-        ("Queue and capacity", [
-            _by_engine("Requests in flight", s.IN_FLIGHT, "sum"),
-            _by_engine("Queue depth", s.QUEUE_DEPTH, "sum"),
-            _by_engine("KV-cache utilisation", s.KV_CACHE_UTILISATION, "max"),
-        ]),
-        ("Model", [
-            stat("Model load time", s.MODEL_LOAD_SECONDS,
-                 Query(f"max by (engine) ({sel(s.MODEL_LOAD_SECONDS, RESOURCE_FILTER)})", "{{engine}}"), note=WORST),
-        ]),
-        ("Alerts", [firing_alerts()]),
-    ]
-    return dashboard(
-        COMPARISON_UID,
-        "Mistral.rs vs Ollama",
-        "The same inference KPIs side by side per engine, from the shared llm:* schema only.",
-        sections,
-        default_engine=None,
-    )
-
-
-DASHBOARDS = {
-    "assets/dashboards/mistral-inference.json": inference_dashboard,
-    "assets/dashboards/mistral-vs-ollama.json": comparison_dashboard,
-}
-
-
 def render(model: dict) -> str:
     """The canonical text of a dashboard: sorted keys, fixed indentation, trailing newline."""
     return json.dumps(model, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-for _path, _build in DASHBOARDS.items():
-    ARTIFACTS[_path] = (lambda build=_build: render(build()))

@@ -9,14 +9,14 @@ What runs (all on 127.0.0.1, one Prometheus for the whole module):
   address of its fake (or of this Prometheus itself). Ollama targets are loopback addresses in the
   config already, so they are scraped as rendered.
 * FakeMistral with `upstream="v0.9.2"` (the release the stack pins: no `mistralrs_sequences_capacity`),
-  the Ollama exporter fakes (seed and NorskHelsenett), cAdvisor and DCGM. The config uses the CUDA
+  the Ollama exporter fakes (the `http` naming and NorskHelsenett), cAdvisor and DCGM. The config uses the CUDA
   flavour so the DCGM job is rendered, a mistral memory limit, and critical GPU/container memory
   thresholds of 95% (the fakes' pressure scenarios sit at exactly the default 97%).
 * Debian ships 2.42; the stack runs 3.5. Metrics Prometheus added later (SINCE_PROMETHEUS_2_43, the
   TSDB size gauges) do not exist here, so the rules over them are checked for errors, not for data.
 
 Time compression. The rule windows (`[5m]`, `[1m]`) and the alerts' `for` are fixed in
-llmstack/rules.py and llmstack/engines.py (the queue alert's `for` comes from config), so a
+llmstack/alerts/ and llmstack/signals.py (the queue alert's `for` comes from config), so a
 faithful run would take an hour. The rendered rule files are therefore transformed once, by
 `compress_rules`: every range selector and every `for:` is divided by TIME_SCALE (20), so 5m -> 15s,
 1m -> 3s, 10m -> 30s. Nothing else changes; series and rule names (`...:rate5m`) stay exactly as
@@ -51,7 +51,8 @@ import yaml
 
 from components.common import LABEL_COMPONENT, LABEL_ENV
 from llmstack import config as cfgmod
-from llmstack import dashboards, engines, prometheus, resource_rules, rules, schema
+from llmstack import alerts, dashboards, engines, prometheus, signals, topology
+from llmstack.engines import mistralrs
 from tests.integration.fakes import FakeCadvisor, FakeDcgm, FakeMistral, FakeOllamaMetrics
 from tests.integration.promserver import PrometheusServer, QueryError, free_port, wait_until
 
@@ -64,27 +65,27 @@ FAKE_TICK_S = 0.25  # the fakes' clock advances in real time, in steps this long
 # The mistral container was created this long before Prometheus starts: the model "loads" meanwhile.
 MODEL_LOAD_S = 20
 # Metrics the rules read from Prometheus's self-scrape that Prometheus added in 2.43: Debian's 2.42
-# here does not export them (checked against the running server; resource_rules.py says "since
+# here does not export them (checked against the running server; llmstack/resources.py says "since
 # 2.43"), so the rules over them can only be checked for errors, not for data.
 SINCE_PROMETHEUS_2_43 = frozenset({"prometheus_tsdb_wal_storage_size_bytes", "prometheus_tsdb_head_chunks_storage_size_bytes"})
 WATCHDOG = "Watchdog"
 PENDING_GRACE_S = 3.0  # how long an alert may be pending on healthy traffic (see _observe_healthy)
-ORIGINAL_MISTRAL_QUERY = "rate(mistral_http_requests_total[5m])"
-ORIGINAL_OLLAMA_QUERY = "rate(ollama_http_requests_total[5m])"
+RAW_MISTRAL_RATE_QUERY = "rate(mistral_http_requests_total[5m])"
+RAW_OLLAMA_RATE_QUERY = "rate(ollama_http_requests_total[5m])"
 
 
 # =============================================================================================
 # Durations and the rule transform
 # =============================================================================================
 
-_DURATION = r"(?:\d+(?:ms|s|m|h|d|w|y))+"
+_DURATION = cfgmod.DURATION_RE.pattern
 _RANGE_RE = re.compile(rf"\[({_DURATION})(?::({_DURATION})?)?\]")
 _OFFSET_RE = re.compile(rf"(\boffset\s+)({_DURATION})")
 _STRING_RE = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
 
 
 def duration_s(text: str) -> float:
-    if not re.fullmatch(_DURATION, text):
+    if not cfgmod.DURATION_RE.fullmatch(text):
         raise ValueError(f"not a Prometheus duration: {text!r}")
     return cfgmod.duration_seconds(text)
 
@@ -92,13 +93,8 @@ def duration_s(text: str) -> float:
 INTERVAL_S = duration_s(INTERVAL)
 
 
-def format_duration(seconds: float) -> str:
-    ms = round(seconds * 1000) or (1 if seconds > 0 else 0)
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
-
-
 def scale_duration(text: str, factor: float = TIME_SCALE) -> str:
-    return format_duration(duration_s(text) / factor)
+    return cfgmod.format_duration(duration_s(text) / factor)
 
 
 def compress_expr(expr: str, factor: float = TIME_SCALE) -> str:
@@ -211,7 +207,7 @@ def _variable_values(dashboard: dict) -> dict[str, str]:
 
 
 # Grafana's interval variables, for this test's compressed time: a rate window of four scrapes.
-_GRAFANA_GLOBALS = {"__rate_interval": format_duration(4 * INTERVAL_S), "__interval": INTERVAL, "__range": "1h"}
+_GRAFANA_GLOBALS = {"__rate_interval": cfgmod.format_duration(4 * INTERVAL_S), "__interval": INTERVAL, "__range": "1h"}
 
 
 def interpolate(expr: str, values: dict[str, str]) -> str:
@@ -262,7 +258,7 @@ def _reads(expr: str, name: str) -> bool:
     return re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", expr) is not None
 
 
-def alerts_reading(alerts, *signals: schema.Signal) -> frozenset[str]:
+def alerts_reading(alerts, *signals: signals.Signal) -> frozenset[str]:
     return frozenset(a.name for a in alerts if any(_reads(a.expr, s.name) for s in signals))
 
 
@@ -290,12 +286,12 @@ def reads_any(expr: str, metrics: Iterable[str], records: dict[str, str], _seen:
 
 
 def in_network_addresses(fakes: dict, prometheus_port: int) -> dict[str, str]:
-    """Stack-network address (llmstack.schema.TARGETS, plus the self-scrape's localhost) -> loopback."""
+    """Stack-network address (llmstack.topology.TARGETS, plus the self-scrape's localhost) -> loopback."""
     out = {}
-    for name, (alias, port, _path) in schema.TARGETS.items():
+    for name, (alias, port, _path) in topology.TARGETS.items():
         if name in fakes:
             out[f"{alias}:{port}"] = f"127.0.0.1:{fakes[name].port}"
-    prom_alias, prom_port, _ = schema.TARGETS["prometheus"]
+    prom_alias, prom_port, _ = topology.TARGETS["prometheus"]
     for host in (prom_alias, "localhost"):
         out[f"{host}:{prom_port}"] = f"127.0.0.1:{prometheus_port}"
     return out
@@ -339,9 +335,9 @@ def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("live-pipeline")
     with ExitStack() as stack:
         # Fakes first: their ports go into the config (Ollama) and the target rewrite.
-        seed = FakeOllamaMetrics(flavour="seed")
+        http_fake = FakeOllamaMetrics(flavour="http")
         nh = FakeOllamaMetrics(flavour="norskhelsenett")
-        for fake in (seed, nh):
+        for fake in (http_fake, nh):
             fake.start()
             stack.callback(fake.close)
         cfg = cfgmod.load_defaults(
@@ -357,10 +353,10 @@ def live(tmp_path_factory):
             # and the alerts fire above (not at) a threshold.
             alertGpuMemoryCriticalPercent=95,
             alertContainerMemoryCriticalPercent=95,
-            ollamaTargets=json.dumps([f"seed@127.0.0.1:{seed.port}", f"norskhelsenett@127.0.0.1:{nh.port}"]),
+            ollamaTargets=json.dumps([f"http@127.0.0.1:{http_fake.port}", f"norskhelsenett@127.0.0.1:{nh.port}"]),
         )
         mistral = FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream="v0.9.2")
-        containers = {c: cfg.container_name(c) for c in schema.STACK_CONTAINERS}
+        containers = {c: cfg.container_name(c) for c in topology.STACK_CONTAINERS}
         images = {"mistral": cfg.mistral.image, "prometheus": cfg.prometheus.image, "grafana": cfg.grafana.image}
         cadvisor = FakeCadvisor(
             containers=tuple(containers.values()),
@@ -374,7 +370,7 @@ def live(tmp_path_factory):
         for fake in (mistral, cadvisor, dcgm):
             fake.start()
             stack.callback(fake.close)
-        for fake in (mistral, cadvisor, dcgm, seed, nh):
+        for fake in (mistral, cadvisor, dcgm, http_fake, nh):
             fake.set_scenario("healthy")
             fake.run_clock(FAKE_TICK_S)
 
@@ -385,7 +381,7 @@ def live(tmp_path_factory):
         live_doc = rewrite_targets(rendered, in_network_addresses(fakes, prom_port))
 
         config_path = str(root / "prometheus.yml")
-        rules_dir = root / prometheus.RULES_SUBDIR
+        rules_dir = root / topology.PROMETHEUS_RULES_SUBDIR
         rules_dir.mkdir()
         for name, text in prometheus.render_rule_files(cfg).items():
             (rules_dir / name).write_text(compress_rules(text))
@@ -396,16 +392,16 @@ def live(tmp_path_factory):
         ]
         server = PrometheusServer(config_path, str(root / "data"), str(root / "prometheus.log"), extra_args=retention)
         # The alerts as loaded: `for` and any `offset` compressed like the rule files.
-        alerts = [
+        loaded_alerts = [
             dataclasses.replace(a, expr=compress_expr(a.expr), for_=scale_duration(a.for_) if a.for_ else a.for_)
-            for a in rules.alert_rules(cfg)
+            for a in alerts.alert_rules(cfg)
         ]
         state = Live(
-            cfg=cfg, prom=server, mistral=mistral, ollama={"seed": seed, "norskhelsenett": nh},
+            cfg=cfg, prom=server, mistral=mistral, ollama={"http": http_fake, "norskhelsenett": nh},
             cadvisor=cadvisor, dcgm=dcgm, config_path=config_path, config_doc=live_doc, rendered_doc=rendered,
-            alerts=alerts,
-            records={r["record"]: r["expr"] for g in rules.recording_groups(cfg) for r in g["rules"]},
-            long_window_s=duration_s(engines.WINDOW) / TIME_SCALE,
+            alerts=loaded_alerts,
+            records={r["record"]: r["expr"] for g in prometheus.recording_groups(cfg) for r in g["rules"]},
+            long_window_s=duration_s(signals.WINDOW) / TIME_SCALE,
         )
         state.write_config(live_doc)
         stack.callback(server.stop)
@@ -527,7 +523,7 @@ def _wait_warm(live: Live) -> None:
         targets = live.prom.targets()
         if not targets or any(t["health"] != "up" for t in targets):
             return False
-        if not live.prom.query(schema.REQUESTS_RATE.name):
+        if not live.prom.query(signals.REQUESTS_RATE.name):
             return False
         active = live.active_alerts()
         return set(active) == {WATCHDOG} and active[WATCHDOG] == "firing"
@@ -553,18 +549,18 @@ def timeline(live: Live) -> Timeline:
         return apply
 
     faults = [
-        ("latency_regression", alerts_reading(a, schema.LATENCY_P95, schema.TTFT_P95), *scenario("latency_regression")),
-        ("error_burst", alerts_reading(a, schema.ERROR_RATIO, engines.ERROR_RATIO_1M), *scenario("error_burst")),
-        ("queue_saturation", alerts_reading(a, schema.QUEUE_DEPTH), *scenario("queue_saturation")),
-        ("kv_cache_exhaustion", alerts_reading(a, schema.KV_CACHE_UTILISATION, schema.PREEMPTIONS_RATE), *scenario("kv_cache_exhaustion")),
-        ("gpu_memory_full", alerts_reading(a, schema.GPU_MEMORY_USED), *scenario("gpu_memory_full", live.dcgm)),
-        ("gpu_xid_error", alerts_reading(a, resource_rules.GPU_LAST_XID), *scenario("xid_errors", live.dcgm)),
-        ("container_memory_pressure", alerts_reading(a, schema.CONTAINER_MEMORY), *scenario("memory_pressure", live.cadvisor)),
+        ("latency_regression", alerts_reading(a, signals.LATENCY_P95, signals.TTFT_P95), *scenario("latency_regression")),
+        ("error_burst", alerts_reading(a, signals.ERROR_RATIO, signals.ERROR_RATIO_1M), *scenario("error_burst")),
+        ("queue_saturation", alerts_reading(a, signals.QUEUE_DEPTH), *scenario("queue_saturation")),
+        ("kv_cache_exhaustion", alerts_reading(a, signals.KV_CACHE_UTILISATION, signals.PREEMPTIONS_RATE), *scenario("kv_cache_exhaustion")),
+        ("gpu_memory_full", alerts_reading(a, signals.GPU_MEMORY_USED), *scenario("gpu_memory_full", live.dcgm)),
+        ("gpu_xid_error", alerts_reading(a, signals.GPU_LAST_XID), *scenario("xid_errors", live.dcgm)),
+        ("container_memory_pressure", alerts_reading(a, signals.CONTAINER_MEMORY), *scenario("memory_pressure", live.cadvisor)),
         ("target_down", alerts_on_up(a, absent=False), m.stop, m.start),
         (
             "target_absent",
             alerts_on_up(a, absent=True),
-            reload_with(without_targets(live.config_doc, engines.MISTRAL_JOB)),
+            reload_with(without_targets(live.config_doc, mistralrs.JOB)),
             reload_with(live.config_doc),
         ),
     ]
@@ -652,35 +648,35 @@ def test_config_is_the_rendered_one_with_loopback_targets(live: Live):
 
 def test_mistral_target_up_with_expected_labels(live: Live, timeline: Timeline):
     c = live.cfg
-    expected = {"instance": prometheus.MISTRAL_INSTANCE, "engine": engines.MISTRAL_ENGINE, "env": c.env, "model": c.mistral.model_id}
+    expected = {"instance": topology.MISTRAL_INSTANCE, "engine": mistralrs.ENGINE, "env": c.env, "model": c.mistral.model_id}
 
     def mistral_targets():
-        return [t for t in live.prom.targets() if t["labels"].get("job") == engines.MISTRAL_JOB]
+        return [t for t in live.prom.targets() if t["labels"].get("job") == mistralrs.JOB]
 
     # Bounded wait: one slow scrape on a loaded machine must not decide this.
     wait_until(lambda: [t for t in mistral_targets() if t["health"] == "up"], timeout=10, interval=POLL_S, what="the mistral target up")
     targets = mistral_targets()
     assert len(targets) == 1, targets
     t = targets[0]
-    assert t["scrapeUrl"] == f"http://127.0.0.1:{live.mistral.port}{prometheus.MISTRAL_METRICS_PATH}"
+    assert t["scrapeUrl"] == f"http://127.0.0.1:{live.mistral.port}{topology.TARGETS['mistral'][2]}"
     assert {k: t["labels"].get(k) for k in expected} == expected
-    up = wait_until(lambda: live.prom.query(f'up{{job="{engines.MISTRAL_JOB}"}} == 1'), timeout=10, interval=POLL_S, what="up == 1")
+    up = wait_until(lambda: live.prom.query(f'up{{job="{mistralrs.JOB}"}} == 1'), timeout=10, interval=POLL_S, what="up == 1")
     assert len(up) == 1 and {k: up[0]["metric"].get(k) for k in expected} == expected
 
 
-def test_original_request_mistral_rate_returns_data(live: Live, timeline: Timeline):
-    result = live.prom.query(ORIGINAL_MISTRAL_QUERY)
-    assert result, f"{ORIGINAL_MISTRAL_QUERY} returned nothing"
+def test_the_raw_mistral_request_rate_returns_data(live: Live, timeline: Timeline):
+    result = live.prom.query(RAW_MISTRAL_RATE_QUERY)
+    assert result, f"{RAW_MISTRAL_RATE_QUERY} returned nothing"
     ok = [r for r in result if r["metric"].get("status") == "200" and r["metric"].get("path") == FakeMistral.CHAT_PATH]
     assert ok and float(ok[0]["value"][1]) > 0, result
 
 
-def test_original_request_ollama_rate_returns_data(live: Live, timeline: Timeline):
-    seed = live.ollama["seed"]
-    address = f"127.0.0.1:{seed.port}"
-    assert jobs_scraping(live.rendered_doc, address), f"the rendered config does not scrape the configured seed target {address}"
-    assert seed.scrapes > 0, "the seed Ollama fake was never scraped"
-    result = live.prom.query(ORIGINAL_OLLAMA_QUERY)
+def test_the_raw_ollama_request_rate_returns_data(live: Live, timeline: Timeline):
+    http_fake = live.ollama["http"]
+    address = f"127.0.0.1:{http_fake.port}"
+    assert jobs_scraping(live.rendered_doc, address), f"the rendered config does not scrape the configured http target {address}"
+    assert http_fake.scrapes > 0, "the http Ollama fake was never scraped"
+    result = live.prom.query(RAW_OLLAMA_RATE_QUERY)
     assert result and any(float(r["value"][1]) > 0 for r in result), result
 
 
@@ -745,7 +741,7 @@ def test_every_recording_rule_returns_data(live: Live, timeline: Timeline, versi
 
 def test_every_alert_expression_returns_data(live: Live, timeline: Timeline, version_gaps):
     # What Prometheus evaluated (compressed), and the expression as rendered: both must be valid.
-    for a in rules.alert_rules(live.cfg):
+    for a in alerts.alert_rules(live.cfg):
         live.prom.query(a.expr)
     seen = seen_over_run(live, timeline, [a.expr for a in live.alerts])
     assert {e: s.error for e, s in seen.items() if s.error} == {}
@@ -765,10 +761,10 @@ def test_every_dashboard_query_evaluates_and_returns_data(live: Live, timeline: 
 def test_model_load_time_is_measured(live: Live, timeline: Timeline):
     """llm:model_load_seconds is the first successful mistral scrape minus the container's creation."""
     created = live.cadvisor.start_times[live.cfg.container_name("mistral")]
-    window = format_duration(timeline.end - timeline.start + 60)
-    ups = live.prom.query(f'up{{job="{engines.MISTRAL_JOB}"}}[{window}]', at=timeline.end)
+    window = cfgmod.format_duration(timeline.end - timeline.start + 60)
+    ups = live.prom.query(f'up{{job="{mistralrs.JOB}"}}[{window}]', at=timeline.end)
     first_answer = min(float(ts) for r in ups for ts, v in r["values"] if v == "1")
-    measured = [float(r["value"][1]) for r in live.prom.query(schema.MODEL_LOAD_SECONDS.name, at=timeline.end)]
+    measured = [float(r["value"][1]) for r in live.prom.query(signals.MODEL_LOAD_SECONDS.name, at=timeline.end)]
     assert len(measured) == 1, measured
     # The ready time latches at the first evaluation that also knows the creation time, so it can
     # trail the first answer by about a scrape of cAdvisor.
@@ -776,7 +772,7 @@ def test_model_load_time_is_measured(live: Live, timeline: Timeline):
 
 
 def test_dashboard_variables_list_the_mistral_target(live: Live, timeline: Timeline):
-    labels = next(t["labels"] for t in live.prom.targets() if t["labels"].get("job") == engines.MISTRAL_JOB)
+    labels = next(t["labels"] for t in live.prom.targets() if t["labels"].get("job") == mistralrs.JOB)
     variables = dashboard_variables()
     assert variables
     for title, name, label, selector in variables:
@@ -788,10 +784,10 @@ def test_restart_keeps_every_sample(live: Live, timeline: Timeline):
     """Stop Prometheus, start it on the same data directory: at a fixed past time, every raw sample
     of the scraped mistral series, the recording rules and ALERTS is still there, unchanged."""
     at = time.time() - 2  # every sample up to here has been appended (scrapes commit within ms)
-    window = format_duration(at - timeline.start + 60)
+    window = cfgmod.format_duration(at - timeline.start + 60)
     queries = [
-        f'count_over_time(up{{job="{engines.MISTRAL_JOB}"}}[10m])',
-        f'{{job="{engines.MISTRAL_JOB}"}}[{window}]',
+        f'count_over_time(up{{job="{mistralrs.JOB}"}}[10m])',
+        f'{{job="{mistralrs.JOB}"}}[{window}]',
         f'{{__name__=~"llm:.*"}}[{window}]',
         f"ALERTS[{window}]",
     ]
@@ -822,6 +818,6 @@ def test_restart_keeps_every_sample(live: Live, timeline: Timeline):
     # And it scrapes again after the restart.
     restarted = time.time()
     wait_until(
-        lambda: live.prom.query(f'timestamp(up{{job="{engines.MISTRAL_JOB}"}}) > {restarted:.3f}'),
+        lambda: live.prom.query(f'timestamp(up{{job="{mistralrs.JOB}"}}) > {restarted:.3f}'),
         timeout=30, interval=POLL_S, what="a fresh mistral scrape after the restart",
     )
