@@ -1,110 +1,64 @@
-"""Helpers the three benchmarks share: the stack's own scrape relabelling applied in Python, an
-exposition parser, promtool and a loopback Prometheus with bounded waits.
+"""What the three benchmarks share: series as the stack's Prometheus stores them, the results'
+fingerprint, and the report, JSON and docs writer.
 
-The relabelling here is the point of this module. The bench inputs (promtool series, backfilled
-OpenMetrics) must look like what the stack's Prometheus *stores*, not like the raw exposition, so
-they are passed through the rendered `relabel_configs` / `metric_relabel_configs` of the `mistral`
-job, with Prometheus's own order: target relabelling, then the target labels merged into every
-sample (honor_labels: false moves a clashing scraped label to `exported_<name>`), then metric
-relabelling. bench/series_per_instance.py checks this emulation against a real Prometheus scrape
-of the same exposition, label set for label set.
+Bench inputs (promtool series, backfilled OpenMetrics) must look like what the stack's Prometheus
+*stores*, not like the raw exposition: the `mistral_` prefix, the keep-lists, the target labels, the
+server's own `model` kept as `exported_model`. Nothing here re-implements that. `StoredSeries` lets
+Debian's Prometheus scrape every series the fakes expose with the stack's rendered jobs, and reads
+back what it stored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
-from typing import Any, Iterable, Optional
+import threading
+from typing import Iterable, Mapping, NamedTuple, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from llmstack.config import duration_seconds  # noqa: E402
-from llmstack.artifacts import replace_section  # noqa: E402
+import yaml  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from llmstack import dashboards  # noqa: E402
+from llmstack import prometheus as prometheus_render  # noqa: E402
+from tests.integration.promserver import PrometheusServer, wait_until  # noqa: E402
+from tools.sections import replace_section  # noqa: E402
 
 PROMTOOL = "/usr/bin/promtool"
-PROMETHEUS = "/usr/bin/prometheus"
-
-# Loopback only, whatever proxy the environment names.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 Labels = dict[str, str]
 
-# --------------------------------------------------------------------------------------------------
-# durations
+# The series Prometheus writes itself for every target (2.42 and 3.x without extra scrape metrics).
+SYNTHETIC = ("up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added")
+_NOT_SYNTHETIC = f'__name__!~"{"|".join(SYNTHETIC)}"'
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?(ms|s|m|h|d|w|y))+")
+class Sample(NamedTuple):
+    labels: Labels  # with __name__
+    value: float
+    kind: str  # the family's type: counter, gauge, histogram, ...
 
 
-def seconds(duration: str) -> float:
-    """Seconds in a Prometheus/Go duration string ("5m", "1h2m3s", "0s"); refuses anything else."""
-    if not _DURATION.fullmatch(duration):
-        raise ValueError(f"not a duration: {duration!r}")
-    return duration_seconds(duration)
-
-
-def duration(secs: float) -> str:
-    """A Prometheus duration for a whole number of seconds: 90 -> "1m30s"."""
-    secs = int(round(secs))
-    if secs == 0:
-        return "0s"
-    out = ""
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if secs >= size:
-            out += f"{secs // size}{unit}"
-            secs %= size
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# exposition parsing (text format 0.0.4, as the fakes print it)
-
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)')
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), value)
-
-
-def parse_exposition(text: str) -> list[tuple[Labels, float]]:
-    """Every sample line as (labels with __name__, value); comments and blank lines skipped."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            raise ValueError(f"unparsable exposition line: {line!r}")
-        labels = {"__name__": m.group(1)}
-        body = m.group(2) or ""
-        pos = 0
-        while pos < len(body):
-            lm = _LABEL.match(body, pos)
-            if not lm:
-                raise ValueError(f"unparsable labels in: {line!r}")
-            labels[lm.group(1)] = _unescape(lm.group(2))
-            pos = lm.end()
-        out.append((labels, float(m.group(3))))
-    return out
+def samples(exposition: str) -> list[Sample]:
+    """Every sample of a text-format exposition, in order."""
+    return [Sample({"__name__": s.name, **s.labels}, s.value, fam.type)
+            for fam in text_string_to_metric_families(exposition) for s in fam.samples]
 
 
 def selector(labels: Labels) -> str:
-    """`name{a="b",...}` in PromQL series notation, labels sorted (what promtool input_series takes)."""
+    """`name{a="b",...}`, labels sorted: PromQL series notation (promtool's input_series), and a sample
+    line of the text and OpenMetrics formats."""
     name = labels["__name__"]
     rest = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()) if k != "__name__")
-    return f"{name}{{{rest}}}"
+    return f"{name}{{{rest}}}" if rest else name
 
 
 def _escape(value: str) -> str:
@@ -115,249 +69,151 @@ def series_key(labels: Labels) -> tuple:
     return tuple(sorted(labels.items()))
 
 
+def every_series(fake, seconds_each: float = 600) -> list[str]:
+    """The expositions of a fake driven through each of its scenarios: between them, every label set it
+    can expose."""
+    texts = []
+    for scenario in type(fake).SCENARIOS:
+        fake.set_scenario(scenario)
+        fake.advance(seconds_each)
+        texts.append(fake.exposition())
+    return texts
+
+
 # --------------------------------------------------------------------------------------------------
-# relabelling, as Prometheus does it (model/relabel: regexes fully anchored, `$1`/`${1}`/`$$`)
+# a real Prometheus, on loopback
 
 
-def _expand(template: str, match: re.Match) -> str:
-    def group(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name = m.group(1) or m.group(2)
-        try:
-            value = match.group(int(name)) if name.isdigit() else match.group(name)
-        except IndexError:
-            return ""
-        return value or ""
-
-    return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", group, template)
+def prometheus(workdir: str, name: str, config: dict, **kwargs) -> PrometheusServer:
+    """A PrometheusServer (not started) with `config`, its data dir and log under workdir/name*."""
+    config_file = os.path.join(workdir, f"{name}.yml")
+    with open(config_file, "w") as fh:
+        yaml.safe_dump(config, fh, sort_keys=True)
+    return PrometheusServer(config_file, os.path.join(workdir, f"{name}-data"), os.path.join(workdir, f"{name}.log"), **kwargs)
 
 
-def relabel(labels: Labels, configs: Iterable[dict]) -> Optional[Labels]:
-    """`labels` after the relabel configs, or None when a keep/drop rule drops them.
+def scalar(server: PrometheusServer, expr: str, at: Optional[float] = None) -> float:
+    result = server.query(expr, at=at)
+    return float(result[0]["value"][1]) if result else float("nan")
 
-    Supports the actions the stack renders (replace, keep, drop, labelmap, labeldrop, labelkeep);
-    anything else raises, so a new action in prometheus.py cannot be emulated silently wrong.
+
+def own_metric(server: PrometheusServer, name: str) -> float:
+    """A value from the server's own /metrics (the bench configs do not scrape it)."""
+    return sum(s.value for s in samples(server.get("/metrics").decode()) if s.labels["__name__"] == name)
+
+
+def pointed_at(job: dict, address: str) -> dict:
+    """The job, scraping `address` instead of its target. `instance` stays the target's address, as
+    Prometheus would set it, so what is stored is what the stack stores."""
+    (static,) = job["static_configs"]
+    (target,) = static["targets"]
+    return {**job, "static_configs": [{"targets": [address], "labels": {"instance": target, **static.get("labels", {})}}]}
+
+
+def fast_scrapes(doc: dict, jobs: Iterable[dict], interval: str = "1s") -> dict:
+    """The rendered config `doc` with only `jobs`, no rules, scraping every `interval`."""
+    glob = {**doc.get("global", {}), "scrape_interval": interval, "scrape_timeout": interval}
+    return {**doc, "global": glob, "rule_files": [], "scrape_configs": list(jobs)}
+
+
+class _Static(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _serve(text: str) -> _Static:
+    """`text` as a text-format exposition on 127.0.0.1, a free port, any path."""
+    body = text.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server API)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = _Static(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return server
+
+
+class StoredSeries:
+    """Each exposed series of each job, mapped to the series the stack's Prometheus stores it as.
+
+    `exposed` gives, per job of the rendered config, expositions that between them hold every label set
+    its target will ever expose (see every_series). Each label set is served once on 127.0.0.1 with its
+    index as the value; Prometheus scrapes that with the job as rendered (only the address changed),
+    and the value of each stored series says which exposed series it came from. The fakes' own values
+    cannot do that: many are equal (empty buckets, zero gauges). An exposed series without a stored
+    one was dropped by the job's metric relabelling.
     """
-    labels = dict(labels)
-    for rc in configs:
-        action = rc.get("action", "replace")
-        regex = re.compile(f"^(?:{rc.get('regex', '(.*)')})$")
-        source = rc.get("separator", ";").join(labels.get(n, "") for n in rc.get("source_labels", []))
-        if action == "replace":
-            m = regex.match(source)
-            if not m:
-                continue
-            target = _expand(rc["target_label"], m)
-            value = _expand(rc.get("replacement", "$1"), m)
-            if not target:
-                continue
-            if value:
-                labels[target] = value
-            else:
-                labels.pop(target, None)
-        elif action == "keep":
-            if not regex.match(source):
-                return None
-        elif action == "drop":
-            if regex.match(source):
-                return None
-        elif action == "labeldrop":
-            labels = {k: v for k, v in labels.items() if not regex.match(k)}
-        elif action == "labelkeep":
-            labels = {k: v for k, v in labels.items() if regex.match(k)}
-        elif action == "labelmap":
-            for k, v in list(labels.items()):
-                m = regex.match(k)
-                if m:
-                    labels[_expand(rc.get("replacement", "$1"), m)] = v
-        else:
-            raise NotImplementedError(f"relabel action {action!r} is not emulated")
-    return labels
 
+    LEARN_TIMEOUT = 60.0
 
-def target_labels(job: dict, address: str, scrape_interval: str, scrape_timeout: str) -> Optional[Labels]:
-    """The labels of the job's target at `address` after `relabel_configs` (None: target dropped)."""
-    static_labels: Labels = {}
-    for sc in job.get("static_configs", []):
-        if address in sc.get("targets", []):
-            static_labels = dict(sc.get("labels", {}))
-    labels = {
-        "__address__": address,
-        "__scheme__": job.get("scheme", "http"),
-        "__metrics_path__": job.get("metrics_path", "/metrics"),
-        "__scrape_interval__": job.get("scrape_interval", scrape_interval),
-        "__scrape_timeout__": job.get("scrape_timeout", scrape_timeout),
-        "job": job["job_name"],
-        **static_labels,
-    }
-    out = relabel(labels, job.get("relabel_configs", []))
-    if out is None:
-        return None
-    out.setdefault("instance", out["__address__"])
-    return {k: v for k, v in out.items() if not k.startswith("__")}
+    def __init__(self, config_text: str, exposed: Mapping[str, Iterable[str]], workdir: str):
+        doc = yaml.safe_load(config_text)
+        jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+        raw: dict[str, dict[tuple, Labels]] = {}
+        for job, texts in exposed.items():
+            if job not in jobs:
+                raise ValueError(f"the rendered config has no {job!r} job")
+            raw[job] = {}
+            for text in texts:
+                for s in samples(text):
+                    raw[job].setdefault(series_key(s.labels), s.labels)
+        self.kinds: dict[str, dict[tuple, str]] = {}
+        self._stored: dict[str, dict[tuple, Optional[Labels]]] = {}
+        self._up: dict[str, Labels] = {}
+        servers = {}
+        try:
+            for job, series in raw.items():
+                servers[job] = _serve("".join(f"{selector(labels)} {i}\n" for i, labels in enumerate(series.values())))
+            config = fast_scrapes(doc, [pointed_at(jobs[job], f"127.0.0.1:{servers[job].server_address[1]}") for job in raw])
+            with prometheus(workdir, "learn", config) as server:
+                for job, series in raw.items():
+                    self._learn(server, job, list(series.values()))
+        finally:
+            for s in servers.values():
+                s.shutdown()
+                s.server_close()
 
+    def _learn(self, server: PrometheusServer, job: str, exposed: list[Labels]) -> None:
+        def scraped():
+            return scalar(server, f'scrape_samples_scraped{{job="{job}"}}') == len(exposed)
 
-def stored_labels(sample: Labels, targets: Labels, job: dict) -> Optional[Labels]:
-    """A scraped sample's labels as the TSDB stores them (None: dropped by metric relabelling)."""
-    merged = dict(sample)
-    if job.get("honor_labels", False):
-        for k, v in targets.items():
-            merged.setdefault(k, v)
-    else:
-        clashes = {k: sample[k] for k in targets if sample.get(k, "") != ""}
-        merged.update(targets)
-        for name, value in clashes.items():
-            new = "exported_" + name
-            while new in sample or new in targets:
-                new = "exported_" + new
-            merged[new] = value
-    return relabel(merged, job.get("metric_relabel_configs", []))
+        wait_until(scraped, self.LEARN_TIMEOUT, 0.2, f"Prometheus to scrape the {job} job")
+        kept = scalar(server, f'scrape_samples_post_metric_relabeling{{job="{job}"}}')
+        stored: dict[int, Labels] = {}
+        for r in server.query(f'{{job="{job}", {_NOT_SYNTHETIC}}}'):
+            stored[int(float(r["value"][1]))] = r["metric"]
+        if len(stored) != kept or not set(stored) <= set(range(len(exposed))):
+            raise RuntimeError(f"{job}: {int(kept)} samples kept per scrape, {len(stored)} distinct stored series read back")
+        self._stored[job] = {series_key(labels): stored.get(i) for i, labels in enumerate(exposed)}
+        (up,) = server.query(f'up{{job="{job}"}}')
+        self._up[job] = up["metric"]
 
-
-class Scrape:
-    """The stack's `mistral` job applied to expositions: what one target stores per scrape."""
-
-    def __init__(self, prometheus_yml: str, job_name: str, address: str, instance: Optional[str] = None):
-        import yaml
-
-        doc = yaml.safe_load(prometheus_yml)
-        glob = doc.get("global", {})
-        jobs = [j for j in doc["scrape_configs"] if j["job_name"] == job_name]
-        if len(jobs) != 1:
-            raise ValueError(f"expected one {job_name!r} job in the rendered config")
-        self.job = jobs[0]
-        targets = target_labels(self.job, address, glob.get("scrape_interval", "1m"), glob.get("scrape_timeout", "10s"))
-        if targets is None:
-            raise ValueError(f"the {job_name!r} job drops its own target {address}")
-        if instance is not None:
-            # Many instances of one stack: only the instance label tells them apart.
-            targets["instance"] = instance
-        self.targets = targets
-
-    def store(self, exposition: str) -> list[tuple[Labels, float]]:
+    def store(self, job: str, exposition: str) -> list[Sample]:
+        """The samples of one scrape of the job's target, as stored."""
+        mapping = self._stored[job]
         out = []
-        for labels, value in parse_exposition(exposition):
-            stored = stored_labels(labels, self.targets, self.job)
-            if stored is not None:
-                out.append((stored, value))
+        for s in samples(exposition):
+            key = series_key(s.labels)
+            if key not in mapping:
+                raise KeyError(f"{job} exposed {selector(s.labels)}, a series not seen when its stored form was learned")
+            if mapping[key] is not None:
+                out.append(Sample(mapping[key], s.value, s.kind))
         return out
 
-    def store_one(self, sample: Labels) -> Optional[Labels]:
-        return stored_labels(sample, self.targets, self.job)
-
-    def up(self) -> Labels:
-        return {"__name__": "up", **self.targets}
+    def up(self, job: str) -> Labels:
+        """The labels of the job's `up` series."""
+        return dict(self._up[job])
 
 
 # --------------------------------------------------------------------------------------------------
-# processes and HTTP on loopback
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get_bytes(url: str, params: Optional[dict] = None, timeout: float = 120.0) -> bytes:
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"bench HTTP stays on loopback, not {url}")
-    full = url + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
-    with _OPENER.open(full, timeout=timeout) as resp:
-        return resp.read()
-
-
-def http_get(url: str, params: Optional[dict] = None, timeout: float = 120.0) -> Any:
-    body = http_get_bytes(url, params, timeout)
-    return json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last: Optional[BaseException] = None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 (reported if the wait runs out)
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}") from last
-
-
-class Prometheus:
-    """/usr/bin/prometheus on 127.0.0.1, a free port and a data dir the caller owns; always stopped."""
-
-    def __init__(self, config_file: str, data_dir: str, log_file: str, extra_args: Iterable[str] = ()):
-        self.config_file, self.data_dir, self.log_file = config_file, data_dir, log_file
-        self.extra_args = list(extra_args)
-        self.proc: Optional[subprocess.Popen] = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, ready_timeout: float = 300.0) -> "Prometheus":
-        self.port = free_port()
-        cmd = [
-            PROMETHEUS,
-            f"--config.file={self.config_file}",
-            f"--storage.tsdb.path={self.data_dir}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            *self.extra_args,
-        ]
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}; see {self.log_file}")
-            return http_get(self.url + "/-/ready", timeout=5) is not None
-
-        try:
-            wait_until(ready, ready_timeout, 0.3, "prometheus to become ready")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-    def __enter__(self) -> "Prometheus":
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def api(self, path: str, params: Optional[dict] = None, timeout: float = 300.0) -> Any:
-        doc = http_get(self.url + path, params, timeout)
-        if doc.get("status") != "success":
-            raise RuntimeError(f"{path} {params}: {doc}")
-        return doc["data"]
-
-    def query(self, expr: str, **params) -> list:
-        return self.api("/api/v1/query", {"query": expr, **params})["result"]
-
-    def own_metric(self, name: str) -> float:
-        """A value from the server's own /metrics (it does not scrape itself here)."""
-        text = http_get(self.url + "/metrics", timeout=30)
-        return sum(v for labels, v in parse_exposition(text) if labels["__name__"] == name)
-
-    def metric(self, expr: str, **params) -> float:
-        result = self.query(expr, **params)
-        return float(result[0]["value"][1]) if result else float("nan")
+# processes, results and docs
 
 
 def run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
@@ -368,14 +224,11 @@ def run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess
 def fingerprint(cfg) -> dict:
     """What a result was measured against: the commit, and digests of the rendered rules and
     dashboards (the tree may hold uncommitted work when a bench runs)."""
-    import hashlib
-
-    from llmstack import dashboards, prometheus
 
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    rule_text = "".join(t for _, t in sorted(prometheus.render_rule_files(cfg).items()))
+    rule_text = "".join(t for _, t in sorted(prometheus_render.render_rule_files(cfg).items()))
     board_text = "".join(dashboards.render(build()) for _, build in sorted(dashboards.DASHBOARDS.items()))
     head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], timeout=30).stdout.strip()
     dirty = bool(run(["git", "-C", ROOT, "status", "--porcelain", "--", "llmstack"], timeout=30).stdout.strip())
@@ -407,7 +260,6 @@ def write_docs(section: str, report: str, argv: list[str]) -> None:
 def exit_on_sigterm() -> None:
     """SIGTERM raises SystemExit, so `finally` blocks still stop Prometheus and remove temp dirs."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
 
 
 def publish(doc: dict, report: str, json_path: Optional[str], docs_section: Optional[str], default_section: str, argv: list[str]) -> None:

@@ -3,28 +3,29 @@
 
 Everything runs in promtool's simulated time (`promtool test rules`, Debian's 2.42), so the numbers
 are deterministic and exact to the 15 s evaluation tick. For every alert in
-`llmstack.rules.alert_rules(load_defaults(env))`:
+`llmstack.alerts.alert_rules(load_defaults(env))`:
 
 1. Inputs. One fake per scrape job an alert reads (tests/integration/fakes: FakeMistral with
    mistral.rs's exact exposition and buckets, FakeCadvisor, FakeDcgm; plus the four TSDB-size gauges
-   of Prometheus's own metrics) is stepped one scrape interval at a time. Each exposition goes
-   through its job's relabelling as llmstack/prometheus.py renders it (bench/_common.Scrape: for
-   mistral the `mistral_` prefix on the HTTP metrics, the keep-list, the target labels
-   job/instance/model/engine/env, the server's own `model` kept as `exported_model`), plus the
-   `up` series Prometheus writes. A series that disappears gets a staleness marker, as a failed or
-   dropped scrape gives it.
+   of Prometheus's own metrics) is stepped one scrape interval at a time. Each exposition is stored
+   as the stack's Prometheus stores it: a real Prometheus has first scraped every series these fakes
+   expose with the jobs as llmstack/prometheus.py renders them, and each exposed series takes the
+   label set it was stored under (bench/_common.StoredSeries: for mistral the `mistral_` prefix on
+   the HTTP metrics, the keep-list, the target labels, the server's own `model` kept as
+   `exported_model`), plus the `up` series Prometheus writes. A series that disappears gets a
+   staleness marker, as a failed or dropped scrape gives it.
 2. Timeline per breach: every target healthy for WARMUP, one target in breach from ONSET for long
    enough for its alerts to fire, then healthy again from RECOVERY. The breaches are the fakes' own
    scenarios (latency_regression, error_burst, queue_saturation, kv_cache_exhaustion, cAdvisor's
    memory_pressure, DCGM's gpu_memory_full and xid_errors), error_outage (every request fails),
    tsdb_near_full, target_down (the server dies: up=0, its series go stale, it restarts with fresh
    counters) and target_absent (the job's target disappears: even `up` goes stale).
-3. One promtool test group asserts "not firing" for every alert at every evaluation tick; the ticks
-   promtool reports as failures are exactly the ticks at which that alert is firing (promtool only
-   compares alerts in the firing state). onset→firing is the first firing tick minus ONSET;
-   recovery→resolved is the first tick at or after RECOVERY at which it no longer fires. Both
-   boundaries are then confirmed by separate promtool runs judged by exit code alone (not firing one
-   tick before, firing at the tick), so a change in promtool's message format cannot fake a result.
+3. promtool is asked, for every alert at every evaluation tick, whether the alert is firing
+   (tools/detection.Promtool, the measurer the docs' detection times use too). onset→firing is the
+   first firing tick minus ONSET; recovery→resolved is the first tick at or after RECOVERY at which
+   it no longer fires. Both boundaries are then confirmed by separate promtool runs judged by exit
+   code alone (not firing one tick before, firing at the tick), so a change in promtool's message
+   format cannot fake a result.
 4. Spikes: the same scenario for a duration d shorter than an alert's `for` (one scrape, for/4,
    for/2, 3·for/4, for minus one scrape), then healthy traffic long enough for every alert to have
    fired if it was going to. A spike "pages" an alert if that alert fires at any tick.
@@ -56,19 +57,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import yaml  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    PROMTOOL, Scrape, add_docs_argument, duration, exit_on_sigterm, fingerprint, run, selector, seconds, series_key, publish,
+    PROMTOOL, StoredSeries, add_docs_argument, every_series, exit_on_sigterm, fingerprint, publish, selector, series_key,
 )
-from llmstack import engines, prometheus as promcfg, rules, schema  # noqa: E402
-from llmstack.config import load_defaults  # noqa: E402
+from llmstack import alerts, prometheus as promcfg, topology  # noqa: E402
+from llmstack.config import duration_seconds, format_duration, load_defaults  # noqa: E402
+from llmstack.engines import mistralrs  # noqa: E402
 from tests.integration.fakes.mistral import UPSTREAM_V092, FakeMistral  # noqa: E402
 from tests.integration.fakes.resources import FakeCadvisor, FakeDcgm  # noqa: E402
+from tools.detection import Probe, Promtool, first_firing, first_resolved  # noqa: E402
 
 HEALTHY = "healthy"
 TARGET_DOWN = "target_down"
 TARGET_ABSENT = "target_absent"
 ERROR_OUTAGE = "error_outage"
-WATCHDOG = "Watchdog"
-MISTRAL = engines.MISTRAL_JOB
+WATCHDOG = alerts.WATCHDOG
+MISTRAL = mistralrs.JOB
 
 
 class BenchMistral(FakeMistral):
@@ -130,7 +133,7 @@ def _size_bytes(text: str) -> float:
 def fakes(cfg) -> dict[str, object]:
     """One fake per scrape job an alert can read, keyed by job name. Jobs the config lacks are dropped
     later (see Targets)."""
-    names = tuple(cfg.container_name(c) for c in schema.STACK_CONTAINERS)
+    names = tuple(cfg.container_name(c) for c in topology.STACK_CONTAINERS)
     return {
         MISTRAL: BenchMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream=UPSTREAM_V092),
         # The stack's own container names, so the job's keep-by-name rule keeps them; every container
@@ -186,32 +189,29 @@ WARMUP = 600  # s of healthy traffic first: every 5m window is full before the b
 AFTER = 900  # s observed after the breach or spike ends
 CRITICAL_GOAL = 180  # s: critical alerts fire within 3 minutes of a sustained breach
 
-_FAILURE = re.compile(r"name: (?P<group>[^,\n]+),\s*\n\s*alertname: (?P<alert>[^,\s]+), time: (?P<time>[^,\s]+),")
-
 
 class Targets:
-    """Each scrape job an alert reads, as the stack's rendered config defines it.
+    """Each scrape job an alert reads, as the stack's rendered config defines it, and what it stores.
 
     A job this stack's config lacks (the DCGM exporter's on a CPU stack) is taken from the same config
     with the CUDA image, where the stack runs it: the GPU rules are rendered on every stack, and this
     is the only way to see them fire. `borrowed` names such jobs for the report.
     """
 
-    def __init__(self, cfg):
-        mine = yaml.safe_load(promcfg.render_prometheus_yml(cfg, rule_files=[]))
-        gpu = yaml.safe_load(promcfg.render_prometheus_yml(load_defaults(cfg.env, mistralImageFlavour="cuda"), rule_files=[]))
+    def __init__(self, cfg, workdir: str):
+        mine = yaml.safe_load(promcfg.render_prometheus_yml(cfg))
+        gpu = yaml.safe_load(promcfg.render_prometheus_yml(load_defaults(cfg.env, mistralImageFlavour="cuda")))
         self.borrowed: list[str] = []
-        self.scrapes: dict[str, Scrape] = {}
+        jobs = []
         for job in fakes(cfg):
             source = mine
             if not any(j["job_name"] == job for j in mine["scrape_configs"]):
                 source = gpu
                 self.borrowed.append(job)
-            configs = [j for j in source["scrape_configs"] if j["job_name"] == job]
-            if not configs:
-                continue  # no stack scrapes it: no alert can read it
-            address = configs[0]["static_configs"][0]["targets"][0]
-            self.scrapes[job] = Scrape(yaml.safe_dump({**source, "scrape_configs": configs}), job, address)
+            jobs += [j for j in source["scrape_configs"] if j["job_name"] == job]  # none: no stack scrapes it
+        self.jobs = [j["job_name"] for j in jobs]
+        exposed = {job: every_series(fake) for job, fake in fakes(cfg).items() if job in self.jobs}
+        self.stored = StoredSeries(yaml.safe_dump({**mine, "scrape_configs": jobs}), exposed, workdir)
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ def timeline(breach: str, onset: int, length: int, after: int) -> list[Phase]:
 def input_series(cfg, targets: Targets, phases: list[Phase], step: int) -> list[dict]:
     """promtool input_series for the timeline: one sample per scrape of every target, shaped as the
     TSDB stores it. Only the breached target leaves its healthy scenario."""
-    exporters = {job: fake for job, fake in fakes(cfg).items() if job in targets.scrapes}
+    exporters = {job: fake for job, fake in fakes(cfg).items() if job in targets.jobs}
     for fake in exporters.values():
         fake.set_scenario(HEALTHY)
         fake.advance(WARMUP)  # up a while already: its series exist at t=0
@@ -244,10 +244,9 @@ def input_series(cfg, targets: Targets, phases: list[Phase], step: int) -> list[
         breached_job, breach_scenario = BREACHES.get(mode, (None, HEALTHY))
         samples: list[tuple[dict, float]] = []
         for job, fake in exporters.items():
-            scrape = targets.scrapes[job]
             scenario = breach_scenario if job == breached_job else HEALTHY
             if scenario == TARGET_DOWN:
-                samples.append((scrape.up(), 0.0))
+                samples.append((targets.stored.up(job), 0.0))
                 down.add(job)
                 continue
             if scenario == TARGET_ABSENT:
@@ -258,7 +257,7 @@ def input_series(cfg, targets: Targets, phases: list[Phase], step: int) -> list[
             fake.set_scenario(scenario)
             if k > 0:
                 fake.advance(step)
-            samples += scrape.store(fake.exposition()) + [(scrape.up(), 1.0)]
+            samples += [(s.labels, s.value) for s in targets.stored.store(job, fake.exposition())] + [(targets.stored.up(job), 1.0)]
         seen = set()
         for labels, value in samples:
             key = series_key(labels)
@@ -282,61 +281,17 @@ def eval_ticks(end: int, step: int) -> list[int]:
     return list(range(0, end + 1, step))
 
 
-def _group(name: str, series: list[dict], step: int, checks: list[tuple[str, int]]) -> dict:
-    """A test group asserting that each (alert, time) in `checks` is not firing."""
-    return {
-        "name": name,
-        "interval": duration(step),
-        "input_series": series,
-        "alert_rule_test": [{"eval_time": duration(t), "alertname": a, "exp_alerts": []} for a, t in checks],
-    }
+def _group(name: str, series: list[dict], step: int) -> dict:
+    return {"name": name, "interval": format_duration(step), "input_series": series}
 
 
-class Promtool:
-    """promtool test rules over the rendered rule files, in a fixed rule group order.
-
-    Unless told, promtool evaluates rule groups in an unspecified order (it walks a Go map), so an
-    alert may read the recorded series of this tick or of the previous one, run to run. A real
-    Prometheus evaluates each group at its own fixed offset within the interval, so it has one of
-    these two cases too, for good. Every run here names the order: `recording_first` (the alert sees
-    this tick's records: the best case) or alerts first (the previous tick's: the worst case).
-    """
-
-    def __init__(self, workdir: str, rule_paths: list[str], eval_interval: str, recording: list[str], alerting: list[str]):
-        self.workdir, self.rule_paths, self.eval_interval = workdir, rule_paths, eval_interval
-        self.recording, self.alerting = recording, alerting
-        self.runs = 0
-
-    def _run(self, groups: list[dict], recording_first: bool = True) -> tuple[int, str]:
-        self.runs += 1
-        path = os.path.join(self.workdir, f"test-{self.runs:04d}.yml")
-        order = self.recording + self.alerting if recording_first else self.alerting + self.recording
-        doc = {"rule_files": self.rule_paths, "evaluation_interval": self.eval_interval, "group_eval_order": order, "tests": groups}
-        with open(path, "w") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False, width=1 << 30)
-        proc = run([PROMTOOL, "test", "rules", path], timeout=600)
-        out = proc.stdout + proc.stderr
-        # Every check expects "no alert", so the only failure allowed is an alert that fires.
-        if proc.returncode != 0 and "alertname:" not in out:
-            raise RuntimeError(f"promtool could not run {path}:\n{out[-3000:]}")
-        return proc.returncode, out
-
-    def firing(self, groups: list[dict], recording_first: bool = True) -> dict[str, dict[str, set[int]]]:
-        """group name -> alert -> the ticks it fires at (every check in `groups` expects none)."""
-        code, out = self._run(groups, recording_first)
-        found: dict[str, dict[str, set[int]]] = {g["name"]: {} for g in groups}
-        for m in _FAILURE.finditer(out):
-            found[m.group("group")].setdefault(m.group("alert"), set()).add(int(seconds(m.group("time"))))
-        reported = out.count("alertname:")
-        parsed = sum(len(ts) for alerts in found.values() for ts in alerts.values())
-        if reported != parsed or (code != 0) != (parsed > 0):
-            raise RuntimeError(f"could not read promtool's result (exit {code}, {reported} failures, {parsed} parsed):\n{out[-3000:]}")
-        return found
-
-    def fires_at(self, series: list[dict], step: int, alert: str, t: int) -> bool:
-        """Judged by exit code only: a check that expects no alert fails exactly when it fires."""
-        code, _ = self._run([_group("confirm", series, step, [(alert, t)])])
-        return code != 0
+def firing(promtool: Promtool, groups: list[dict], alerts_checked: list[str], ticks: dict[str, list[int]]) -> dict[str, dict[str, set[int]]]:
+    """group name -> alert -> the ticks at which it fires."""
+    probes = [Probe(g["name"], a, t) for g in groups for t in ticks[g["name"]] for a in alerts_checked]
+    found: dict[str, dict[str, set[int]]] = {g["name"]: {} for g in groups}
+    for p in promtool.firing(groups, probes):
+        found[p.group].setdefault(p.alert, set()).add(int(p.at))
+    return found
 
 
 def spike_lengths(for_s: int, step: int) -> list[int]:
@@ -345,8 +300,8 @@ def spike_lengths(for_s: int, step: int) -> list[int]:
 
 
 def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, outage_spikes: bool = False) -> dict:
-    step = int(seconds(cfg.prometheus.scrape_interval))
-    evaluation = int(seconds(cfg.prometheus.evaluation_interval))
+    step = int(duration_seconds(cfg.prometheus.scrape_interval))
+    evaluation = int(duration_seconds(cfg.prometheus.evaluation_interval))
     if step != evaluation:
         raise SystemExit("this bench assumes scrape and evaluation intervals are equal (the stack's default)")
     rule_dir = os.path.join(workdir, "rules")
@@ -356,22 +311,27 @@ def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, ou
         rule_paths.append(os.path.join(rule_dir, name))
         with open(rule_paths[-1], "w") as fh:
             fh.write(text)
-    promtool = Promtool(workdir, rule_paths, cfg.prometheus.evaluation_interval,
-                        [g["name"] for g in rules.recording_groups(cfg)], [g["name"] for g in rules.alerting_groups(cfg)])
+    rule_groups = [g for text in promcfg.render_rule_files(cfg).values() for g in yaml.safe_load(text)["groups"]]
+    recording = [g["name"] for g in rule_groups if any("record" in r for r in g["rules"])]
+    alerting = [g["name"] for g in rule_groups if g["name"] not in recording]
+    # The recording and alerting groups in both orders within a tick: alerts after the records they
+    # read (this tick's records: the best case) and before them (the previous tick's: the worst).
+    recording_first = Promtool(workdir, rule_paths, cfg.prometheus.evaluation_interval, recording + alerting, PROMTOOL)
+    alerts_first = Promtool(workdir, rule_paths, cfg.prometheus.evaluation_interval, alerting + recording, PROMTOOL)
 
-    alerts = rules.alert_rules(cfg)
-    checked = [a for a in alerts if a.name != WATCHDOG]
-    for_of = {a.name: int(seconds(a.for_ or "0s")) for a in alerts}
-    targets = Targets(cfg)
-    breaches = [b for b, (job, _) in BREACHES.items() if job in targets.scrapes and (not only or b in only)]
+    defined = alerts.alert_rules(cfg)
+    checked = [a for a in defined if a.name != WATCHDOG]
+    for_of = {a.name: int(duration_seconds(a.for_ or "0s")) for a in defined}
+    targets = Targets(cfg, workdir)
+    breaches = [b for b, (job, _) in BREACHES.items() if job in targets.jobs and (not only or b in only)]
     if quick:
         checked = [a for a in checked if a.name == "LLMHighRequestLatencyCritical"] or checked[:1]
         breaches = [ALERT_BREACH.get(checked[0].name, breaches[0])]
+    names = [a.name for a in checked]
     unmapped = [a for a in checked if ALERT_BREACH.get(a.name) not in breaches]
 
     sustained: dict[str, dict] = {}
     spikes: dict[str, list[dict]] = {}
-    inputs: dict[tuple, list[dict]] = {}
     for breach in breaches:
         mine = [a for a in checked if ALERT_BREACH.get(a.name) == breach]
         spiked = mine
@@ -384,25 +344,21 @@ def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, ou
         onset = WARMUP
         length = horizon + 900
         phases = timeline(breach, onset, length, AFTER)
-        series = input_series(cfg, targets, phases, step)
-        inputs[(breach, length)] = series
-        ticks = eval_ticks(phases[-1].end, step)
-        groups = [_group(f"{breach}-sustained", series, step, [(a.name, t) for t in ticks for a in checked])]
+        groups = [_group(f"{breach}-sustained", input_series(cfg, targets, phases, step), step)]
+        ticks = {groups[0]["name"]: eval_ticks(phases[-1].end, step)}
         lengths = sorted({d for a in spiked for d in spike_lengths(for_of[a.name], step)})
         if breach in NO_SPIKES and not outage_spikes:
             lengths = []
         if quick:
             lengths = lengths[-1:]
-        spike_inputs = {}
         for d in lengths:
             sp = timeline(breach, onset, d, horizon + AFTER)
-            spike_inputs[d] = input_series(cfg, targets, sp, step)
-            sticks = eval_ticks(sp[-1].end, step)
-            groups.append(_group(f"{breach}-spike-{d}s", spike_inputs[d], step, [(a.name, t) for t in sticks for a in checked]))
-        found = promtool.firing(groups)
-        worst = promtool.firing(groups[:1], recording_first=False)
-        sustained[breach] = {"onset": onset, "recovery": onset + length, "length": length,
-                             "firing": found[f"{breach}-sustained"], "firing_worst": worst[f"{breach}-sustained"]}
+            groups.append(_group(f"{breach}-spike-{d}s", input_series(cfg, targets, sp, step), step))
+            ticks[groups[-1]["name"]] = eval_ticks(sp[-1].end, step)
+        found = firing(recording_first, groups, names, ticks)
+        found_worst = firing(alerts_first, groups[:1], names, ticks)
+        sustained[breach] = {"onset": onset, "recovery": onset + length, "length": length, "group": groups[0],
+                             "firing": found[f"{breach}-sustained"], "firing_worst": found_worst[f"{breach}-sustained"]}
         spikes[breach] = [{"duration": d, "fired": sorted(found[f"{breach}-spike-{d}s"])} for d in lengths]
 
     results = []
@@ -418,29 +374,26 @@ def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, ou
                "confirmed_by_exit_code": False, "spikes_tried": 0, "spikes_fired": 0, "spikes": []}
         if breach is not None:
             s = sustained[breach]
-            ticks = sorted(s["firing"].get(a.name, ()))
+            ticks = s["firing"].get(a.name, set())
             row["fires_before_onset"] = any(t < s["onset"] for t in ticks)
-            during = [t for t in ticks if s["onset"] <= t < s["recovery"]]
-            if during:
-                first = during[0]
+            first = first_firing(ticks, s["onset"], s["recovery"])
+            if first is not None:
                 row["onset_to_firing_s"] = first - s["onset"]
-                firing = set(ticks)
-                resolved = next((t for t in range(s["recovery"], s["recovery"] + AFTER + 1, step) if t not in firing), None)
-                series = inputs[(breach, s["length"])]
-                confirmed = not promtool.fires_at(series, step, a.name, first - step) and promtool.fires_at(series, step, a.name, first)
+                resolved = first_resolved(ticks, s["recovery"], step, s["recovery"] + AFTER)
+
+                def fires(t: int) -> bool:
+                    return recording_first.fires(s["group"], Probe(s["group"]["name"], a.name, t))
+
+                confirmed = not fires(first - step) and fires(first)
                 if resolved is not None:
                     row["recovery_to_resolved_s"] = resolved - s["recovery"]
-                    confirmed = (
-                        confirmed
-                        and promtool.fires_at(series, step, a.name, resolved - step)
-                        and not promtool.fires_at(series, step, a.name, resolved)
-                    )
+                    confirmed = confirmed and fires(resolved - step) and not fires(resolved)
                 row["confirmed_by_exit_code"] = confirmed
-                worst = sorted(s["firing_worst"].get(a.name, ()))
-                worst_during = [t for t in worst if s["onset"] <= t < s["recovery"]]
-                if worst_during:
-                    row["onset_to_firing_worst_s"] = worst_during[0] - s["onset"]
-                    resolved_worst = next((t for t in range(s["recovery"], s["recovery"] + AFTER + 1, step) if t not in set(worst)), None)
+                worst_ticks = s["firing_worst"].get(a.name, set())
+                first_worst = first_firing(worst_ticks, s["onset"], s["recovery"])
+                if first_worst is not None:
+                    row["onset_to_firing_worst_s"] = first_worst - s["onset"]
+                    resolved_worst = first_resolved(worst_ticks, s["recovery"], step, s["recovery"] + AFTER)
                     if resolved_worst is not None:
                         row["recovery_to_resolved_worst_s"] = resolved_worst - s["recovery"]
             for sp in spikes.get(breach, []):
@@ -453,17 +406,18 @@ def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, ou
 
     # Goal 2, across scenarios: on every spike, no alert whose `for` is longer than the spike fires.
     violations = [
-        {"breach": b, "spike_s": sp["duration"], "alert": name, "for": duration(for_of[name])}
+        {"breach": b, "spike_s": sp["duration"], "alert": name, "for": format_duration(for_of[name])}
         for b, sps in spikes.items() for sp in sps for name in sp["fired"] if for_of.get(name, 0) > sp["duration"]
     ]
     # Every sustained breach that fires each alert (its own and the others), best–worst onset→firing.
     cross = {}
     for a in checked:
         for b, sb in sustained.items():
-            best = [t - sb["onset"] for t in sorted(sb["firing"].get(a.name, ())) if sb["onset"] <= t < sb["recovery"]]
-            worst = [t - sb["onset"] for t in sorted(sb["firing_worst"].get(a.name, ())) if sb["onset"] <= t < sb["recovery"]]
-            if best or worst:
-                cross.setdefault(a.name, {})[b] = {"best_s": best[0] if best else None, "worst_s": worst[0] if worst else None}
+            best = first_firing(sb["firing"].get(a.name, ()), sb["onset"], sb["recovery"])
+            worst = first_firing(sb["firing_worst"].get(a.name, ()), sb["onset"], sb["recovery"])
+            if best is not None or worst is not None:
+                cross.setdefault(a.name, {})[b] = {"best_s": None if best is None else best - sb["onset"],
+                                                   "worst_s": None if worst is None else worst - sb["onset"]}
     critical = [r for r in results if r["severity"] == "critical"]
     goals = {
         # Judged on the worst rule-group phase: a real server may have either.
@@ -475,7 +429,7 @@ def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, ou
     if only or outage_spikes:
         # A partial or extended run answers a narrower question; the goals are the full run's.
         goals = {name: None for name in goals}
-    watchdog = [a for a in alerts if a.name == WATCHDOG]
+    watchdog = [a for a in defined if a.name == WATCHDOG]
     return {
         "scrape_interval": cfg.prometheus.scrape_interval,
         "evaluation_interval": cfg.prometheus.evaluation_interval,
@@ -485,7 +439,7 @@ def measure(cfg, quick: bool, workdir: str, only: Optional[list[str]] = None, ou
         "spike_violations": violations,
         "goals": goals,
         "not_measured": [{"alert": a.name, "why": "always fires by design (pipeline heartbeat)"} for a in watchdog],
-        "promtool_runs": promtool.runs,
+        "promtool_runs": recording_first.runs + alerts_first.runs,
         "jobs_from_gpu_variant": targets.borrowed,
     }
 
@@ -508,7 +462,7 @@ def markdown(doc: dict) -> str:
         "|---|---|---|---|---:|---:|---|---|",
     ]
     for r in doc["alerts"]:
-        detail = ", ".join(f"{duration(s['duration_s'])}{'✗' if s['fired'] else '✓'}" for s in r["spikes"])
+        detail = ", ".join(f"{format_duration(s['duration_s'])}{'✗' if s['fired'] else '✓'}" for s in r["spikes"])
         lines.append(
             f"| {r['alert']} | {r['severity']} | {r['for']} | {r['breach'] or 'none fires it'} "
             f"| {_range(r['onset_to_firing_s'], r['onset_to_firing_worst_s'])} "
@@ -535,7 +489,7 @@ def markdown(doc: dict) -> str:
     lines.append(f"- Goal, critical alerts fire within 3 minutes of a sustained breach: **{verdict[g['critical_fire_within_3m']]}**")
     lines.append(f"- Goal, no alert fires on a spike shorter than its `for`: **{verdict[g['no_alert_fires_on_spike_shorter_than_for']]}**")
     for v in doc["spike_violations"]:
-        lines.append(f"  - {v['alert']} (for {v['for']}) fired on a {duration(v['spike_s'])} {v['breach']} spike")
+        lines.append(f"  - {v['alert']} (for {v['for']}) fired on a {format_duration(v['spike_s'])} {v['breach']} spike")
     return "\n".join(lines) + "\n"
 
 

@@ -9,13 +9,14 @@
    intervals and the per-interval increments of its counters and histograms (and its gauge values)
    are replayed along a per-instance schedule (nights idle, each incident scenario once a day for
    20 minutes at staggered times, healthy otherwise), so every label combination exists. Every
-   series passes through the `mistral` job's relabelling as llmstack/prometheus.py renders it
-   (bench/_common.Scrape); only `instance` differs per instance (mistral-inference-01..16).
+   series has the label set the stack's Prometheus stores it under, read back from a real Prometheus
+   that scraped the fake's series with the `mistral` job as llmstack/prometheus.py renders it
+   (bench/_common.StoredSeries); only `instance` differs per instance (mistral-inference-01..16).
 2. The recording rules (llmstack/prometheus.render_rule_files, the recording file) are backfilled over
    the same range with `promtool tsdb create-blocks-from rules`, querying a Prometheus started on
    127.0.0.1 on the raw blocks; then Prometheus is restarted with both and left to finish merging the
    overlapping blocks (vertical compaction) before anything is timed.
-3. Each dashboard of llmstack/dashboards.py is refreshed the way Grafana would: every target of every
+3. Each dashboard of llmstack/dashboards is refreshed the way Grafana would: every target of every
    panel, range targets through /api/v1/query_range over the 7 days with Grafana's step, instant
    targets through /api/v1/query at the end. Grafana's step for a 7-day range in a panel of
    MAX_DATA_POINTS = 1000 px: 604.8 s rounded by its roundInterval table to 10m, above the
@@ -60,14 +61,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import yaml  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    PROMTOOL, Prometheus, Scrape, add_docs_argument, duration, exit_on_sigterm, fingerprint, http_get_bytes, parse_exposition, run,
-    seconds, selector, series_key, wait_until, publish,
+    PROMTOOL, StoredSeries, add_docs_argument, every_series, exit_on_sigterm, fingerprint, own_metric, publish, run, scalar, selector,
+    series_key, wait_until,
 )
-from llmstack import dashboards, engines, prometheus as promcfg, rules  # noqa: E402
-from llmstack.config import load_defaults  # noqa: E402
-from tests.integration.fakes.exposition import COUNTER, HISTOGRAM  # noqa: E402
+from llmstack import dashboards, prometheus as promcfg  # noqa: E402
+from llmstack.config import duration_seconds, format_duration, load_defaults  # noqa: E402
+from llmstack.engines import mistralrs  # noqa: E402
 from tests.integration.fakes.mistral import SCENARIOS, UPSTREAM_V092, FakeMistral  # noqa: E402
+from tests.integration.promserver import PrometheusServer  # noqa: E402
 
+JOB = mistralrs.JOB
+CUMULATIVE = ("counter", "histogram")  # exposition types whose samples only grow (until a restart)
 MAX_DATA_POINTS = 1000  # a typical 1000 px wide panel
 SAFE_RESOLUTION = 11000  # Grafana's cap on points per series
 VARIANTS_PER_SCENARIO = 8  # distinct per-interval increments replayed in turn
@@ -102,49 +106,43 @@ def grafana_step(range_s: float, ds_interval_s: float) -> int:
 class Shapes:
     """Per scenario: stored series -> per-interval increment (cumulative types) or value (gauges)."""
 
-    def __init__(self, cfg, interval: int):
-        fake = FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream=UPSTREAM_V092)
-        cumulative = set()
-        for fam in fake.registry.families():
-            if fam.type == HISTOGRAM:
-                cumulative |= {fam.name + s for s in ("_bucket", "_sum", "_count")}
-            elif fam.type == COUNTER:
-                cumulative.add(fam.name)
-        # Relabel once with a placeholder instance; each instance substitutes its own name.
-        self.scrape = Scrape(promcfg.render_prometheus_yml(cfg, rule_files=[]), engines.MISTRAL_JOB,
-                             promcfg.DEFAULT_MISTRAL_TARGET, instance="@INSTANCE@")
+    def __init__(self, cfg, interval: int, workdir: str):
+        def fake() -> FakeMistral:
+            return FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream=UPSTREAM_V092)
+
+        self.stored = StoredSeries(promcfg.render_prometheus_yml(cfg), {JOB: every_series(fake())}, workdir)
+        # Every instance's series are these with its own `instance`.
+        self.instance = self.stored.up(JOB)["instance"]
         self.labels: dict[tuple, dict] = {}
         self.cumulative: set[tuple] = set()
-        fake.set_scenario("healthy")
-        fake.advance(600)
-        self.initial = self._stored(fake.exposition(), cumulative)
+        f = fake()
+        f.set_scenario("healthy")
+        f.advance(600)
+        self.initial = self._stored(f.exposition())
         self.steps: dict[str, list[dict[tuple, float]]] = {}
         for scenario in SCENARIOS:
-            f = FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream=UPSTREAM_V092)
+            f = fake()
             f.set_scenario("healthy")
             f.advance(600)
             f.set_scenario(scenario)
             f.advance(interval)
-            before = self._stored(f.exposition(), cumulative)
+            before = self._stored(f.exposition())
             variants = []
             for _ in range(VARIANTS_PER_SCENARIO):
                 f.advance(interval)
-                after = self._stored(f.exposition(), cumulative)
+                after = self._stored(f.exposition())
                 variants.append({k: (v - before.get(k, 0) if k in self.cumulative else v) for k, v in after.items()})
                 before = after
             self.steps[scenario] = variants
 
-    def _stored(self, exposition: str, cumulative: set) -> dict[tuple, float]:
+    def _stored(self, exposition: str) -> dict[tuple, float]:
         out = {}
-        for raw, value in parse_exposition(exposition):
-            stored = self.scrape.store_one(raw)
-            if stored is None:
-                continue
-            key = series_key(stored)
-            self.labels[key] = stored
-            if raw["__name__"] in cumulative:
+        for s in self.stored.store(JOB, exposition):
+            key = series_key(s.labels)
+            self.labels[key] = s.labels
+            if s.kind in CUMULATIVE:
                 self.cumulative.add(key)
-            out[key] = value
+            out[key] = s.value
         return out
 
 
@@ -159,10 +157,7 @@ def scenario_at(instance: int, t: int) -> str:
 
 def write_openmetrics(path: str, shapes: Shapes, instances: list[str], start: int, end: int, interval: int) -> dict:
     """Stream the samples, time-major (each series in time order, which the backfill needs)."""
-    prefix = {}
-    for key, labels in shapes.labels.items():
-        template = selector(labels)
-        prefix[key] = [template.replace("@INSTANCE@", name) for name in instances]
+    prefix = {key: [selector({**labels, "instance": name}) for name in instances] for key, labels in shapes.labels.items()}
     state = [dict(shapes.initial) for _ in instances]
     lines = 0
     with open(path, "w", buffering=1 << 22) as fh:
@@ -211,10 +206,10 @@ def panels(dashboard: dict):
 def dashboard_queries(dashboard: dict, step: int, ds_interval: int, range_s: int) -> list[dict]:
     variables = variable_values(dashboard)
     builtins = {
-        "__rate_interval": duration(max(step + ds_interval, 4 * ds_interval)),
-        "__interval": duration(step),
+        "__rate_interval": format_duration(max(step + ds_interval, 4 * ds_interval)),
+        "__interval": format_duration(step),
         "__interval_ms": str(step * 1000),
-        "__range": duration(range_s),
+        "__range": format_duration(range_s),
         "__range_s": str(range_s),
     }
     values = {**variables, **builtins}
@@ -245,7 +240,7 @@ def raw_records(cfg) -> dict[str, list[str]]:
     record the same shared-schema name). Records computed from other records (the model-load
     latches, which read their own last value) have no raw equivalent and are left out."""
     out: dict[str, list[str]] = {}
-    for group in rules.recording_groups(cfg):
+    for group in promcfg.recording_groups(cfg):
         for rule in group["rules"]:
             out.setdefault(rule["record"], []).append(rule["expr"])
     return {name: exprs for name, exprs in out.items() if not any(_RECORDED.search(e) for e in exprs)}
@@ -275,30 +270,35 @@ def raw_equivalent(expr: str, records: dict[str, list[str]]) -> tuple[str, bool]
 # the run
 
 
+def served(config_file: str, data_dir: str, log: str, flags: list[str]) -> PrometheusServer:
+    """A Prometheus on the bench's TSDB: loading and compacting days of blocks, and queries over them, take minutes."""
+    return PrometheusServer(config_file, data_dir, log, extra_args=flags, ready_timeout=900, stop_timeout=120, request_timeout=900)
+
+
 def _proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_settled(server: Prometheus, timeout: float, first_pass: float = 70) -> dict:
+def wait_settled(server: PrometheusServer, timeout: float, first_pass: float = 70) -> dict:
     """Until the first compaction pass has run and the process has been idle for 15 s."""
     started = time.monotonic()
-    blocks_at_start = server.own_metric("prometheus_tsdb_blocks_loaded")
+    blocks_at_start = own_metric(server, "prometheus_tsdb_blocks_loaded")
     time.sleep(first_pass)  # the TSDB's compaction loop first runs a minute after start
 
     def idle():
-        before = _proc_cpu_seconds(server.proc.pid)
+        before = _proc_cpu_seconds(server.pid)
         time.sleep(15)
-        return _proc_cpu_seconds(server.proc.pid) - before < 0.3
+        return _proc_cpu_seconds(server.pid) - before < 0.3
 
     wait_until(idle, timeout, 0, "prometheus to finish compacting")
-    return {"blocks_at_start": blocks_at_start, "blocks_loaded": server.own_metric("prometheus_tsdb_blocks_loaded"),
-            "compactions": server.own_metric("prometheus_tsdb_compactions_total"),
+    return {"blocks_at_start": blocks_at_start, "blocks_loaded": own_metric(server, "prometheus_tsdb_blocks_loaded"),
+            "compactions": own_metric(server, "prometheus_tsdb_compactions_total"),
             "settle_seconds": round(time.monotonic() - started, 1)}
 
 
-def timed(server: Prometheus, q: dict, start: int, end: int, step: int) -> dict:
+def timed(server: PrometheusServer, q: dict, start: int, end: int, step: int) -> dict:
     params = {"query": q["expr"], "stats": "all"}
     if q["instant"]:
         path, params["time"] = "/api/v1/query", end
@@ -307,7 +307,7 @@ def timed(server: Prometheus, q: dict, start: int, end: int, step: int) -> dict:
         params.update(start=start, end=end, step=step)
     # Timed until the whole response is read: what Grafana waits for, without our JSON decoding.
     t0 = time.perf_counter()
-    body = http_get_bytes(server.url + path, params, timeout=600)
+    body = server.get(path, params, timeout=600)
     elapsed = time.perf_counter() - t0
     doc = json.loads(body)
     if doc.get("status") != "success":
@@ -321,14 +321,13 @@ def timed(server: Prometheus, q: dict, start: int, end: int, step: int) -> dict:
 def measure(args, workdir: str) -> dict:
     cfg = load_defaults(args.env)
     interval = args.sample_interval
-    instances = [f"{promcfg.MISTRAL_INSTANCE}-{i + 1:02d}" for i in range(args.instances)]
-    ds_interval = int(seconds(cfg.prometheus.scrape_interval))
+    ds_interval = int(duration_seconds(cfg.prometheus.scrape_interval))
     range_s = int(args.days * 86400)
     step = grafana_step(range_s, ds_interval)
     # Data ends an hour ago (inside any retention), on a whole step.
     end = (int(time.time()) - 3600) // step * step
     start = end - range_s
-    timings: dict = {"interval_s": interval, "instances": len(instances), "days": args.days, "step_s": step}
+    timings: dict = {"interval_s": interval, "instances": args.instances, "days": args.days, "step_s": step}
     data_dir = os.path.join(workdir, "data")
     config_file = os.path.join(workdir, "prometheus.yml")
     flags = [f"--storage.tsdb.retention.time={cfg.prometheus.retention_time}", "--query.timeout=10m"]
@@ -342,19 +341,20 @@ def measure(args, workdir: str) -> dict:
         timings, start, end = meta["setup"], meta["start"], meta["end"]
         timings["reused_data"] = True
     else:
-        timings.update(prepare(cfg, args, workdir, instances, start, end, data_dir, config_file, flags, log))
+        timings.update(prepare(cfg, args, workdir, start, end, data_dir, config_file, flags, log))
         with open(meta_file, "w") as fh:
             json.dump({"setup": timings, "start": start, "end": end}, fh)
     return time_dashboards(cfg, args, timings, start, end, step, ds_interval, range_s, data_dir, config_file, flags, log)
 
 
-def prepare(cfg, args, workdir, instances, start, end, data_dir, config_file, flags, log) -> dict:
+def prepare(cfg, args, workdir, start, end, data_dir, config_file, flags, log) -> dict:
     """Steps 1 and 2: the raw blocks and the recording-rule blocks, both in data_dir."""
     interval = args.sample_interval
     timings: dict = {}
     # 1. raw blocks
     t0 = time.monotonic()
-    shapes = Shapes(cfg, interval)
+    shapes = Shapes(cfg, interval, workdir)
+    instances = [f"{shapes.instance}-{i + 1:02d}" for i in range(args.instances)]
     om = os.path.join(workdir, "mistral.om")
     data_start = start - 3600  # an hour more, so the first 5m windows are full
     timings["openmetrics"] = write_openmetrics(om, shapes, instances, data_start, end, interval)
@@ -362,7 +362,7 @@ def prepare(cfg, args, workdir, instances, start, end, data_dir, config_file, fl
     t0 = time.monotonic()
     # Blocks as the stack's Prometheus keeps them: its largest compaction range under a tenth of the
     # retention (15d -> 36h) is 18h.
-    block = f"{int(seconds(cfg.prometheus.retention_time) / 10 // 3600)}h"
+    block = f"{int(duration_seconds(cfg.prometheus.retention_time) / 10 // 3600)}h"
     proc = run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "--quiet", f"--max-block-duration={block}", om, data_dir],
                timeout=7200)
     if proc.returncode != 0:
@@ -378,7 +378,7 @@ def prepare(cfg, args, workdir, instances, start, end, data_dir, config_file, fl
         yaml.safe_dump({"global": {"evaluation_interval": cfg.prometheus.evaluation_interval}}, fh)
     rules_dir = os.path.join(workdir, "rule-blocks")
     t0 = time.monotonic()
-    with Prometheus(config_file, data_dir, log, flags) as server:
+    with served(config_file, data_dir, log, flags) as server:
         proc = run([PROMTOOL, "tsdb", "create-blocks-from", "rules", f"--url={server.url}", f"--start={data_start}", f"--end={end}",
                     f"--output-dir={rules_dir}", f"--eval-interval={interval}s", rule_file], timeout=7200)
     if proc.returncode != 0 or "level=error" in proc.stderr:
@@ -394,7 +394,7 @@ def time_dashboards(cfg, args, timings, start, end, step, ds_interval, range_s, 
     """Steps 3 and 4."""
     # 3./4. time the dashboards
     records = raw_records(cfg)
-    boards = {"Mistral.rs inference": dashboards.inference_dashboard(), "Mistral.rs vs Ollama": dashboards.comparison_dashboard()}
+    boards = {model["title"]: model for model in (build() for _, build in sorted(dashboards.DASHBOARDS.items()))}
     plans = {}
     for title, board in boards.items():
         queries = dashboard_queries(board, step, ds_interval, range_s)
@@ -402,12 +402,12 @@ def time_dashboards(cfg, args, timings, start, end, step, ds_interval, range_s, 
             q["raw"], q["mapped"] = raw_equivalent(q["expr"], records)
         plans[title] = queries
 
-    with Prometheus(config_file, data_dir, log, flags) as server:
+    with served(config_file, data_dir, log, flags) as server:
         # --quick measures nothing, so it need not wait for the first compaction pass.
         timings["settle"] = wait_settled(server, 1800, first_pass=0 if args.quick else 70)
         timings["series_at_end"] = {
-            "raw": int(server.metric(f'count({{job="{engines.MISTRAL_JOB}", __name__!~"llm:.*"}})', time=end)),
-            "recorded": int(server.metric('count({__name__=~"llm:.*"})', time=end)),
+            "raw": int(scalar(server, f'count({{job="{JOB}", __name__!~"llm:.*"}})', at=end)),
+            "recorded": int(scalar(server, 'count({__name__=~"llm:.*"})', at=end)),
         }
         # Other work on this machine skews the timings (not the sample counts): say how busy it was.
         timings["loadavg_before"] = round(os.getloadavg()[0], 2)
@@ -469,7 +469,7 @@ def time_dashboards(cfg, args, timings, start, end, step, ds_interval, range_s, 
     inference = next(r for r in results if r["dashboard"] == "Mistral.rs inference")
     return {
         "setup": timings,
-        "range": {"start": start, "end": end, "step_s": step, "rate_interval": duration(max(step + ds_interval, 4 * ds_interval))},
+        "range": {"start": start, "end": end, "step_s": step, "rate_interval": format_duration(max(step + ds_interval, 4 * ds_interval))},
         "rounds": args.rounds,
         "dashboards": results,
         "goals": {"mistral_dashboard_10x_cheaper": inference["ratio"] >= 10},
@@ -483,7 +483,7 @@ def markdown(doc: dict) -> str:
         f"Data: {s['instances']} instances × {s['days']} days, one sample per series every {s['interval_s']} s: "
         f"{om['series']} raw series, {om['samples']:,} samples, {om['bytes'] / 1e9:.2f} GB of OpenMetrics "
         f"(written in {om['write_seconds']} s, backfilled in {s['backfill_raw_seconds']} s; rules backfilled in {s['backfill_rules_seconds']} s).",
-        f"Grafana step {duration(doc['range']['step_s'])}, $__rate_interval {doc['range']['rate_interval']}; "
+        f"Grafana step {format_duration(doc['range']['step_s'])}, $__rate_interval {doc['range']['rate_interval']}; "
         f"median of {doc['rounds']} rounds after one warm-up round; queries sent one at a time; "
         f"1-minute load average {s['loadavg_before']} before and {s['loadavg_after']} after the timed rounds (2 cores).",
         f"At the end of the range: {s['series_at_end']['raw']} raw series, {s['series_at_end']['recorded']} recorded series.",

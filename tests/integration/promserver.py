@@ -1,7 +1,7 @@
-"""A real Prometheus (Debian's /usr/bin/prometheus) on loopback, for the live pipeline test.
+"""A real Prometheus (Debian's /usr/bin/prometheus) on loopback, for the tests and the benchmarks.
 
 `PrometheusServer` starts the binary on 127.0.0.1 on a free port with a data directory the caller
-owns, waits until `/-/ready`, and wraps the HTTP API the test needs. The process runs in its own
+owns, waits until `/-/ready`, and wraps the HTTP API its users need. The process runs in its own
 process group, so `stop()` (SIGTERM, then SIGKILL after a timeout) takes down anything it spawned.
 `restart()` starts it again on the same data directory, which is how the test proves that the TSDB
 keeps every sample across a restart.
@@ -83,6 +83,7 @@ class PrometheusServer:
         extra_args: Sequence[str] = (),
         ready_timeout: float = 60.0,
         stop_timeout: float = 20.0,
+        request_timeout: float = 15.0,
     ):
         self.config_file = config_file
         self.data_dir = data_dir
@@ -91,6 +92,8 @@ class PrometheusServer:
         self.extra_args = tuple(extra_args)
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        # A bench query over days of data takes minutes; a test's should fail fast.
+        self.request_timeout = request_timeout
         self.port: Optional[int] = None
         self.proc: Optional[subprocess.Popen] = None
 
@@ -209,7 +212,7 @@ class PrometheusServer:
         self.stop()
 
     # -- HTTP ---------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, params: Optional[dict] = None, timeout: float = 15.0):
+    def _request(self, method: str, path: str, params: Optional[dict] = None, timeout: Optional[float] = None):
         if self.port is None:
             raise PrometheusError("not started")
         url = self.url + path
@@ -224,10 +227,17 @@ class PrometheusServer:
         if data is not None:
             req.add_header("Content-Type", "application/x-www-form-urlencoded")
         try:
-            with _OPENER.open(req, timeout=timeout) as resp:
+            with _OPENER.open(req, timeout=timeout or self.request_timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
+
+    def get(self, path: str, params: Optional[dict] = None, timeout: Optional[float] = None) -> bytes:
+        """The body of GET `path` (/metrics, /federate, /api/v1/...), read to the end; PrometheusError unless 200."""
+        status, body = self._request("GET", path, params, timeout)
+        if status != 200:
+            raise PrometheusError(f"GET {path}: HTTP {status}: {body[:300]!r}")
+        return body
 
     def api(self, path: str, params: Optional[dict] = None, method: str = "GET") -> Any:
         """The `data` of a /api/v1 answer; QueryError when the API reports an error."""
@@ -254,6 +264,10 @@ class PrometheusServer:
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return self.api("query_range", params, method="POST")["result"]
+
+    def series(self, match: str) -> list[dict]:
+        """The label sets of the stored series `match` selects (/api/v1/series, default time range)."""
+        return self.api("series", {"match[]": match})
 
     def targets(self, state: str = "active") -> list[dict]:
         return self.api("targets", {"state": state})["activeTargets" if state == "active" else "droppedTargets"]
