@@ -133,7 +133,7 @@ def test_imports_sit_at_the_top_unless_a_comment_says_why():
 
 
 # Words that only mean something to the project's history, not to a user of the product.
-HISTORY = re.compile(r"\bissues? #?\d+\b|\(issue\b|\boriginal request\b|\bseed\b", re.I)
+HISTORY = re.compile("|".join((r"\bissues? #?\d+\b", r"\(" + "issue\\b", r"\boriginal request\b", r"\bse" + "ed\\b")), re.I)
 PRODUCT_TEXT = (".py", ".md", ".yaml", ".yml", ".json")
 
 
@@ -153,6 +153,6 @@ def test_code_names_and_docs_speak_of_the_product_not_its_history():
 
 
 # Built from parts, so this file does not trip its own check.
-@pytest.mark.parametrize("line", ["see " + "issue 12", "(" + "issue 3)", "the original " + "request's panel", "se" + "ed exporter"])
+@pytest.mark.parametrize("line", ["see iss" + "ue 12", "(iss" + "ue 3)", "the original " + "request's panel", "se" + "ed exporter"])
 def test_the_history_check_can_fail(line):
     assert HISTORY.search(line)
