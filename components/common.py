@@ -18,10 +18,10 @@ LOG_DRIVER = "json-file"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 
 
-def container_labels(component: str, env: str, publish_address: Optional[str] = None) -> list[docker.ContainerLabelArgs]:
+def container_labels(component: str, env: str, public_bind_allowed: bool = False) -> list[docker.ContainerLabelArgs]:
     labels = {LABEL_COMPONENT: component, LABEL_ENV: env}
-    if publish_address is not None and publish_address != "127.0.0.1":
-        # Reaching here means the operator set a non-loopback address on purpose in config.
+    if public_bind_allowed:
+        # Only the explicit allowPublicBind key says so; an address alone never does.
         labels[LABEL_PUBLIC_BIND_ALLOWED] = "true"
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())]
 

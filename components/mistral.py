@@ -35,6 +35,7 @@ class MistralRsArgs:
     network_name: pulumi.Input[str]
     container_name: str
     retain_data_on_delete: bool
+    allow_public_bind: bool  # the allowPublicBind knob: labels the container for the policy pack
 
 
 class MistralRs(pulumi.ComponentResource):
@@ -102,7 +103,7 @@ class MistralRs(pulumi.ComponentResource):
             restart="unless-stopped",
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
-            labels=container_labels("mistral", args.env, cfg.publish_address),
+            labels=container_labels("mistral", args.env, public_bind_allowed=args.allow_public_bind),
             # The env var carries the HF token, so keep it out of state in plaintext.
             opts=container_options(self, secret_outputs=["envs"]),
         )

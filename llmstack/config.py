@@ -18,10 +18,14 @@ encryption are checked here.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import difflib
+import ipaddress
 import json
 import re
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -29,8 +33,9 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 _UNITS = (("y", 31536000), ("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1), ("ms", 0.001))
 _UNIT_SECONDS = dict(_UNITS)
-DURATION_RE = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+# Prometheus's own duration grammar: each unit at most once, largest first, ASCII digits only.
+DURATION_RE = re.compile("".join(f"(?:[0-9]+{unit})?" for unit, _ in _UNITS))
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
 
 
 def duration_seconds(value: str) -> float:
@@ -51,18 +56,41 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
+# The windows of the recording rules. They are part of the series names (`rate5m`, `p95_1m`), which
+# dashboards, alerts and other stacks query, so they are properties of the schema, not knobs; the
+# intervals below are bounded by them.
+WINDOW = "5m"
+SHORT_WINDOW = "1m"
+# A rate or quantile needs several samples in its window; four is what Grafana's $__rate_interval
+# guarantees. So the scrape and evaluation intervals are at most a quarter of the shortest window.
+SAMPLES_PER_WINDOW = 4
+MAX_INTERVAL = format_duration(duration_seconds(SHORT_WINDOW) / SAMPLES_PER_WINDOW)
+
+# mistral.rs's largest finite buckets (mistralrs-server-core/src/metrics.rs, v0.9.2): a quantile over
+# these histograms never reads more, so a threshold at or above them could never fire.
+LATENCY_LARGEST_BUCKET_SECONDS = 1200
+TTFT_LARGEST_BUCKET_SECONDS = 2560
+
 # --- sources ------------------------------------------------------------------------------------
+
+MAX_PROBLEMS = 50  # listed one per line; the rest are counted
+_MAX_SHOWN = 60  # characters of a bad value quoted back
 
 
 class ConfigError(Exception):
-    """One or more config keys are invalid; the message lists every one of them."""
+    """One or more config keys are invalid; the message lists each of them once, at most MAX_PROBLEMS."""
 
     def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
+        self.problems = list(dict.fromkeys(problems))
+        shown = self.problems[:MAX_PROBLEMS]
+        more = len(self.problems) - len(shown)
+        tail = [f"  ... and {more} more problem(s)"] if more else []
+        super().__init__("invalid stack configuration:\n" + "\n".join([f"  - {p}" for p in shown] + tail))
 
 
 class ConfigSource(Protocol):
+    def keys(self) -> list[str]: ...  # every key the stack sets in the project's namespace
+
     def get(self, key: str) -> Optional[str]: ...
 
     def get_secret(self, key: str) -> Any: ...
@@ -77,6 +105,9 @@ class DictSource:
     values: dict = field(default_factory=dict)
     secret_keys: frozenset = frozenset()
 
+    def keys(self) -> list[str]:
+        return list(self.values)
+
     def get(self, key: str) -> Optional[str]:
         value = self.values.get(key)
         return None if value is None else str(value)
@@ -89,6 +120,11 @@ class DictSource:
 
 
 # --- kinds: how one knob is read, checked and described ------------------------------------------
+
+
+def shown(raw: str) -> str:
+    """A bad value quoted back, cut short: an error message must stay readable."""
+    return repr(raw) if len(raw) <= _MAX_SHOWN else repr(raw[:_MAX_SHOWN]) + f"... ({len(raw)} characters)"
 
 
 class Problems:
@@ -106,165 +142,252 @@ class Problems:
 
 class Kind:
     """How a knob's raw string becomes a typed value. `parse` reports into `problems` and returns
-    the default on failure, so later checks still see a well-typed config."""
+    the default on failure, so later checks still see a well-typed config. `allowed()` says, for
+    messages and the README, what the kind accepts."""
 
     schema_type = "string"
 
     def parse(self, knob: "Knob", raw: str, problems: Problems) -> Any:
+        problem = self.problem(raw)
+        if problem:
+            problems.add(knob.key, f"got {self.quote(raw)}; {problem}")
+            return knob.default
+        return self.convert(raw)
+
+    def quote(self, raw: str) -> str:
+        return shown(raw)
+
+    def problem(self, raw: str) -> Optional[str]:
+        return None
+
+    def convert(self, raw: str) -> Any:
         return raw
 
-    def bounds(self) -> str:
+    def allowed(self) -> str:
         return ""
 
 
-class Text(Kind):
-    pass
+@dataclass(frozen=True)
+class Pattern(Kind):
+    """Text that fully matches an ASCII regex; `what` says in words what it must be."""
+
+    regex: str
+    what: str
+
+    def problem(self, raw):
+        return None if re.fullmatch(self.regex, raw, re.ASCII) else f"expected {self.what}"
+
+    def allowed(self):
+        return self.what
 
 
 @dataclass(frozen=True)
 class Integer(Kind):
-    minimum: int = 1
-    maximum: Optional[int] = None
+    minimum: int
+    maximum: int
     schema_type = "integer"
 
-    def bounds(self) -> str:
-        return f">= {self.minimum}" if self.maximum is None else f"{self.minimum} to {self.maximum}"
+    def problem(self, raw):
+        # At most 18 digits: int() refuses (slowly) what no bound here could accept anyway.
+        if not re.fullmatch(r"-?[0-9]{1,18}", raw) or not self.minimum <= int(raw) <= self.maximum:
+            return f"expected a whole number {self.allowed()}"
+        return None
 
-    def parse(self, knob, raw, problems):
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
-        if value is None or value < self.minimum or (self.maximum is not None and value > self.maximum):
-            shown = repr(raw) if value is None else value
-            allowed = f">= {self.minimum}" if self.maximum is None else f"from {self.minimum} to {self.maximum}"
-            problems.add(knob.key, f"got {shown}; expected a whole number {allowed}")
-            return knob.default
-        return value
+    def convert(self, raw):
+        return int(raw)
+
+    def allowed(self):
+        return f"from {self.minimum} to {self.maximum}"
 
 
-PERCENT = Integer(1, 100)
+# Strictly between 0 and 100: at 100 a ratio alert would need more than every request to fail.
+PERCENT = Integer(1, 99)
 PORT = Integer(1, 65535)
 
 
 @dataclass(frozen=True)
 class Choice(Kind):
-    allowed: tuple[str, ...]
+    options: tuple[str, ...]
 
-    def bounds(self) -> str:
-        return "one of " + ", ".join(self.allowed)
+    def problem(self, raw):
+        return None if raw in self.options else f"allowed values: {', '.join(self.options)}"
 
-    def parse(self, knob, raw, problems):
-        if raw not in self.allowed:
-            problems.add(knob.key, f"got {raw!r}; allowed values: {', '.join(self.allowed)}")
-            return knob.default
-        return raw
+    def allowed(self):
+        return "one of " + ", ".join(self.options)
 
 
-class AutoBool(Kind):
+class Boolean(Kind):
+    schema_type = "boolean"
+
+    def problem(self, raw):
+        return None if raw in ("true", "false") else "expected true or false"
+
+    def convert(self, raw):
+        return raw == "true"
+
+    def allowed(self):
+        return "true or false"
+
+
+class AutoBool(Choice):
     """auto, true or false; `auto` is resolved by the loader (it depends on other keys or the env)."""
 
-    def bounds(self) -> str:
-        return "auto, true or false"
-
-    def parse(self, knob, raw, problems):
-        lowered = raw.lower()
-        if lowered in ("auto", "true", "false"):
-            return lowered
-        problems.add(knob.key, f"got {raw!r}; allowed values: auto, true, false")
-        return knob.default
+    def __init__(self) -> None:
+        super().__init__(("auto", "true", "false"))
 
 
+@dataclass(frozen=True)
 class Duration(Kind):
-    def bounds(self) -> str:
-        return "a positive duration"
+    minimum: str
+    maximum: str
 
-    def parse(self, knob, raw, problems):
-        if not DURATION_RE.fullmatch(raw) or duration_seconds(raw) <= 0:
-            problems.add(
-                knob.key,
-                f"got {raw!r}; expected a positive Prometheus duration such as 15s, 5m, 1h30m (units: ms, s, m, h, d, w, y)",
-            )
-            return knob.default
-        return raw
+    def problem(self, raw):
+        if not raw or not DURATION_RE.fullmatch(raw):
+            return "expected a Prometheus duration such as 15s, 5m or 1h30m (units y, w, d, h, m, s, ms, largest first)"
+        if not duration_seconds(self.minimum) <= duration_seconds(raw) <= duration_seconds(self.maximum):
+            return f"expected a duration {self.allowed()}"
+        return None
+
+    def allowed(self):
+        return f"from {self.minimum} to {self.maximum}"
 
 
+_SIZE_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, "PB": 2**50, "EB": 2**60}
+
+
+@dataclass(frozen=True)
 class Size(Kind):
-    def bounds(self) -> str:
-        return "a positive size"
+    minimum: str
+    maximum: str
 
-    def parse(self, knob, raw, problems):
-        match = re.fullmatch(r"([0-9]+)(B|KB|MB|GB|TB|PB|EB)", raw)
-        if not match or int(match.group(1)) <= 0:
-            problems.add(knob.key, f"got {raw!r}; expected a positive size such as 512MB or 10GB (B, KB, MB, GB, TB, PB, EB)")
-            return knob.default
-        return raw
+    @staticmethod
+    def bytes(value: str) -> int:
+        number, unit = re.fullmatch(r"([0-9]{1,18})([KMGTPE]?B)", value, re.ASCII).groups()
+        return int(number) * _SIZE_UNITS[unit]
+
+    def problem(self, raw):
+        if not re.fullmatch(r"[0-9]{1,18}[KMGTPE]?B", raw, re.ASCII):
+            return "expected a size such as 512MB or 10GB (units B, KB, MB, GB, TB, PB, EB)"
+        if not self.bytes(self.minimum) <= self.bytes(raw) <= self.bytes(self.maximum):
+            return f"expected a size {self.allowed()}"
+        return None
+
+    def allowed(self):
+        return f"from {self.minimum} to {self.maximum}"
+
+
+def _ipv4(raw: str) -> Optional[ipaddress.IPv4Address]:
+    try:
+        return ipaddress.IPv4Address(raw) if re.fullmatch(r"[0-9.]+", raw, re.ASCII) else None
+    except ValueError:
+        return None
 
 
 class Address(Kind):
-    def bounds(self) -> str:
+    def problem(self, raw):
+        return None if _ipv4(raw) else "expected an IPv4 address such as 127.0.0.1 (or 0.0.0.0 for all interfaces)"
+
+    def allowed(self):
         return "an IPv4 address"
 
-    def parse(self, knob, raw, problems):
-        if not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}", raw) or any(int(p) > 255 for p in raw.split(".")):
-            problems.add(knob.key, f"got {raw!r}; expected an IPv4 address such as 127.0.0.1 (or 0.0.0.0 for all interfaces)")
-            return knob.default
-        return raw
+
+# Image references as the registries spell them (distribution/reference's grammar), ASCII only.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# A first component is a registry host only when it has a '.' or a port, or is localhost (as Docker reads it).
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMAGE_DOMAIN = rf"(?:(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})+(?::[0-9]+)?|{_HOST_LABEL}:[0-9]+|localhost)/)?"
+_IMAGE_RE = re.compile(
+    rf"(?P<name>{_IMAGE_DOMAIN}{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?",
+    re.ASCII,
+)
 
 
 def image_pin_problem(ref: str) -> Optional[str]:
-    """Why an image reference is not pinned, or None when it is."""
-    if "@sha256:" in ref:
+    """Why an image reference is not a valid, pinned one, or None when it is."""
+    match = _IMAGE_RE.fullmatch(ref)
+    if not match:
+        if "@" in ref:
+            return "expected an image digest as @sha256: followed by 64 lower-case hex digits"
+        return "expected an image reference such as repo/name:1.2.3 or repo/name@sha256:<64 hex digits>"
+    if match["digest"]:
         return None
-    last = ref.rsplit("/", 1)[-1]
-    if ":" not in last:
+    if not match["tag"]:
         return "expected an image pinned to a release tag or digest (repo:tag or repo@sha256:...), not an untagged image"
-    tag = last.split(":", 1)[1]
-    if not tag or tag.endswith("latest"):
+    if match["tag"].endswith("latest"):
         return "expected an image pinned to a release tag or digest, not a moving 'latest' tag"
     return None
 
 
 class Image(Kind):
-    def bounds(self) -> str:
-        return "pinned by tag or digest"
+    def problem(self, raw):
+        return image_pin_problem(raw)
 
-    def parse(self, knob, raw, problems):
-        problem = image_pin_problem(raw)
-        if problem:
-            problems.add(knob.key, f"got {raw!r}; {problem}")
-            return knob.default
-        return raw
+    def allowed(self):
+        return "pinned by tag or sha256 digest"
 
 
-@dataclass(frozen=True)
-class StringList(Kind):
-    """A list of strings (Pulumi hands arrays to the program as JSON); `item` checks one entry."""
+class Url(Kind):
+    """http(s) without credentials: a credential in a URL would sit in plaintext in state and outputs."""
 
-    item: Optional[Callable[[str], Optional[str]]] = None  # returns what is wrong with the entry, or None
-    schema_type = "array"
+    def quote(self, raw):
+        # Never repeat a credential back: drop whatever stands before an '@' in the authority.
+        return shown(re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", raw))
 
-    def parse(self, knob, raw, problems):
+    def problem(self, raw):
         try:
-            value = json.loads(raw)
+            parts = urllib.parse.urlsplit(raw)
+            port_ok = parts.port is None or 1 <= parts.port <= 65535
         except ValueError:
-            value = None
-        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
-            problems.add(knob.key, f"got {raw!r}; expected a list of strings, e.g. [\"a\", \"b\"]")
-            return ()
-        items = tuple(str(v) for v in value)
-        for entry in items:
-            problem = self.item(entry) if self.item else None
-            if problem:
-                problems.add(knob.key, f"item {entry!r}: {problem}")
-        return items
+            return "expected an http:// or https:// URL"
+        if not raw.isascii() or re.search(r"[\s\x00-\x1f\x7f]", raw) or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            return "expected an http:// or https:// URL"
+        if parts.username is not None or parts.password is not None:
+            return "a URL must not hold credentials; put them in their own secret key"
+        return None
+
+    def allowed(self):
+        return "http(s) URL without credentials"
 
 
 class Secret(Kind):
     """A credential: must be stored encrypted; the value is an opaque handle."""
 
-    def bounds(self) -> str:
+    def allowed(self):
         return "stored with --secret"
+
+
+@dataclass(frozen=True)
+class StringList(Kind):
+    """A list of strings (Pulumi hands arrays to the program as JSON); `item` checks each entry."""
+
+    item: Kind
+    unique: bool = False
+    schema_type = "array"
+
+    def parse(self, knob, raw, problems):
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):  # deeply nested brackets overflow the parser's stack
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.add(knob.key, f"got {shown(raw)}; expected a list of strings, e.g. [\"a\", \"b\"]")
+            return ()
+        bad = [(entry, self.item.problem(entry)) for entry in value]
+        bad = [(entry, problem) for entry, problem in bad if problem]
+        for entry, problem in bad[:5]:
+            problems.add(knob.key, f"item {shown(entry)}: {problem}")
+        if len(bad) > 5:
+            problems.add(knob.key, f"{len(bad) - 5} more items are invalid the same way")
+        if self.unique and len(set(value)) != len(value):
+            duplicated = sorted(v for v, n in collections.Counter(value).items() if n > 1)
+            more = f" (and {len(duplicated) - 5} other entries)" if len(duplicated) > 5 else ""
+            problems.add(knob.key, f"lists {', '.join(map(shown, duplicated[:5]))} more than once{more}; each entry must be unique")
+        return tuple(value)
+
+    def allowed(self):
+        return f"a list of: {self.item.allowed()}" if self.item.allowed() else "a list"
 
 
 # --- the knob declaration -----------------------------------------------------------------------
@@ -291,12 +414,11 @@ def knob(key: str, kind: Kind, default: Any, description: str) -> Any:
     return field(metadata={"knob": Knob(key, kind, default, description)})
 
 
-# --- value grammars that are more than a kind ---------------------------------------------------
+# --- value grammars of single knobs ---------------------------------------------------------------
 
 MISTRAL_IMAGE_REPO = "ghcr.io/ericlbuehler/mistral.rs"
 # The first release with engine metrics and TTFT/ITL histograms (shared/reference upstream facts).
 MISTRAL_MIN_VERSION = (0, 9, 2)
-CUDA_VARIANT_RE = re.compile(r"cuda\d{3}-sm(80|86|89|90|100|120)")
 # `mistralrs serve --isq` accepts numeric levels or raw quant names (mistralrs-cli/src/args/model.rs);
 # "none" means no --isq flag.
 ISQ_LEVELS = (
@@ -308,44 +430,43 @@ ISQ_LEVELS = (
     "fp8",
     "afq2", "afq3", "afq4", "afq6", "afq8",
 )
+# Channels the stack's Alertmanager can deliver to with every credential in a file (`*_file` fields).
+ALERTMANAGER_CHANNELS = ("slack", "email", "pagerduty")
 # Kinds of Ollama metrics exporter the stack can map (llmstack/engines/ollama.py has one mapping each).
 OLLAMA_EXPORTERS = ("norskhelsenett", "http")
-_HOSTPORT_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?:(\d{1,5})")
-_LABEL_VALUE_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+# The model cache volume's mount point in the mistral.rs image (its HF_HOME); a local model lives under it.
+MODEL_CACHE_PATH = "/data"
 
 
 class Version(Kind):
-    def bounds(self) -> str:
+    def problem(self, raw):
+        match = re.fullmatch(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})", raw, re.ASCII)
+        if not match:
+            return "expected a release version X.Y.Z, 0.9.2 or newer (never 'latest')"
+        if tuple(int(x) for x in match.groups()) < MISTRAL_MIN_VERSION:
+            return "expected 0.9.2 or newer (older releases lack the engine metrics this stack monitors)"
+        return None
+
+    def allowed(self):
         return "X.Y.Z, 0.9.2 or newer"
 
-    def parse(self, knob, raw, problems):
-        match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", raw)
-        if not match:
-            problems.add(knob.key, f"got {raw!r}; expected a release version X.Y.Z, 0.9.2 or newer (never 'latest')")
-        elif tuple(int(x) for x in match.groups()) < MISTRAL_MIN_VERSION:
-            problems.add(knob.key, f"got {raw!r}; expected 0.9.2 or newer (older releases lack the engine metrics this stack monitors)")
-        return raw
 
-
-class CudaVariant(Kind):
-    def bounds(self) -> str:
-        return "cudaNNN-smCC"
-
-    def parse(self, knob, raw, problems):
-        if not CUDA_VARIANT_RE.fullmatch(raw):
-            problems.add(knob.key, f"got {raw!r}; expected cudaNNN-smCC with CC one of 80, 86, 89, 90, 100, 120 (e.g. cuda128-sm90)")
-        return raw
-
-
-class Url(Kind):
-    def bounds(self) -> str:
-        return "http(s) URL, or empty"
-
-    def parse(self, knob, raw, problems):
-        if not re.match(r"^https?://[^\s/]+", raw):
-            problems.add(knob.key, f"got {raw!r}; expected an http:// or https:// URL, or leave it empty")
-            return knob.default
-        return raw
+CUDA_VARIANT = Pattern(r"cuda[0-9]{3}-sm(80|86|89|90|100|120)", "cudaNNN-smCC with CC one of 80, 86, 89, 90, 100, 120 (e.g. cuda128-sm90)")
+# A Hugging Face repo id as the hub spells it (org/name: letters, digits, '-', '_', '.', at most 96
+# characters each, no '--' or '..'), or a local directory inside the model cache volume.
+MODEL_ID = Pattern(
+    r"(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
+    rf"|{MODEL_CACHE_PATH}(/(?!\.\.?(/|$))[A-Za-z0-9._-]+)+",
+    f"a Hugging Face model id org/name (letters, digits, '-', '_', '.'), or a directory under {MODEL_CACHE_PATH}/",
+)
+GPU_ID = Pattern(
+    r"0|[1-9][0-9]?|GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "a GPU index such as 0, or a UUID such as GPU-8f3c1a2b-0c1d-4e5f-8a9b-0c1d2e3f4a5b (as nvidia-smi -L prints it)",
+)
+EMAIL = Pattern(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+", "an e-mail address")
+USER_NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "a user name: letters, digits, '.', '_', '@', '-', at most 64 characters")
+SLACK_CHANNEL = Pattern(r"[#@]?[a-z0-9][a-z0-9._-]{0,79}", "a Slack channel such as #llm-alerts (lower case, digits, '-', '_', '.')")
+STACK_NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "letters, digits, '.', '_' or '-' (it becomes the env label)")
 
 
 @dataclass(frozen=True)
@@ -355,50 +476,61 @@ class OllamaTarget:
     metrics_path: str
 
 
-def parse_ollama_target(item: str) -> tuple[Optional[OllamaTarget], Optional[str]]:
-    """EXPORTER@HOST:PORT[/PATH] as a target, or what is wrong with it."""
-    exporter, sep, rest = item.partition("@")
-    if not sep or exporter not in OLLAMA_EXPORTERS:
-        return None, f"expected EXPORTER@HOST:PORT[/PATH] with EXPORTER one of: {', '.join(OLLAMA_EXPORTERS)}"
-    address, slash, path = rest.partition("/")
-    match = _HOSTPORT_RE.fullmatch(address)
-    if not match or not 1 <= int(match.group(2)) <= 65535:
-        return None, "expected HOST:PORT with a port from 1 to 65535 after the '@'"
-    return OllamaTarget(exporter=exporter, address=address, metrics_path="/" + path if slash else "/metrics"), None
+_OLLAMA_TARGET_RE = re.compile(
+    rf"(?P<exporter>{'|'.join(OLLAMA_EXPORTERS)})@"
+    r"(?P<address>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:(?P<port>[0-9]{1,5}))"
+    r"(?P<path>(?:/[A-Za-z0-9._~-]+)+)?",
+    re.ASCII,
+)
 
 
-def _gpu_id_problem(device: str) -> Optional[str]:
-    return None if re.fullmatch(r"\d+|GPU-[0-9a-fA-F-]+", device) else "expected a GPU index such as 0 or a UUID such as GPU-8f3c..."
+class OllamaTargetKind(Kind):
+    def problem(self, raw):
+        match = _OLLAMA_TARGET_RE.fullmatch(raw)
+        if not match:
+            return f"expected EXPORTER@HOST:PORT[/PATH] with EXPORTER one of: {', '.join(OLLAMA_EXPORTERS)}"
+        if not 1 <= int(match["port"]) <= 65535:
+            return "expected a port from 1 to 65535 after the host"
+        return None
+
+    def allowed(self):
+        return f"EXPORTER@HOST:PORT[/PATH], EXPORTER one of {', '.join(OLLAMA_EXPORTERS)}"
 
 
-def _email_problem(email: str) -> Optional[str]:
-    return None if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email) else "expected an e-mail address"
-
-
-def _ollama_target_problem(item: str) -> Optional[str]:
-    return parse_ollama_target(item)[1]
+def parse_ollama_target(item: str) -> OllamaTarget:
+    match = _OLLAMA_TARGET_RE.fullmatch(item)
+    return OllamaTarget(exporter=match["exporter"], address=match["address"], metrics_path=match["path"] or "/metrics")
 
 
 # --- the typed configuration: one field per knob ---------------------------------------------------
 
 _SECRET_HINT = "Secret: set with --secret."
+_LATENCY = Integer(1, LATENCY_LARGEST_BUCKET_SECONDS - 1)
+_LATENCY_WHY = (
+    f"Below {LATENCY_LARGEST_BUCKET_SECONDS}s, mistral.rs's largest finite latency bucket, which a p95 never exceeds "
+    "(Ollama's NorskHelsenett exporter stops at 60s)."
+)
+_PUBLIC_WHY = "Anything but 127.0.0.1 also needs allowPublicBind."
 
 
 @dataclass(frozen=True)
 class MistralConfig:
-    model_id: str = knob("mistralModelId", Text(), None, "Hugging Face model id (or a local directory inside the cache volume) that `mistralrs serve -m` loads. Required.")
+    model_id: str = knob("mistralModelId", MODEL_ID, None, "Hugging Face model id (org/name), or a local directory under /data (the cache volume), that `mistralrs serve -m` loads. Required.")
     image_flavour: str = knob("mistralImageFlavour", Choice(("cpu", "cuda")), "cpu", "Image build: cpu or cuda (cuda also requests the GPU).")
     version: str = knob("mistralVersion", Version(), "0.9.2", "Mistral.rs release, X.Y.Z, 0.9.2 or newer.")
-    cuda_variant: str = knob("mistralCudaVariant", CudaVariant(), "cuda128-sm90", "CUDA image variant cudaNNN-smCC (sm80, 86, 89, 90, 100, 120) used when the flavour is cuda.")
+    cuda_variant: str = knob("mistralCudaVariant", CUDA_VARIANT, "cuda128-sm90", "CUDA image variant cudaNNN-smCC (sm80, 86, 89, 90, 100, 120) used when the flavour is cuda.")
     port: int = knob("mistralPort", PORT, 1234, "Port the server listens on inside the container; /metrics is served on it too.")
-    host: str = knob("mistralHost", Address(), "0.0.0.0", "Bind address inside the container.")
+    # Only all-interfaces binds: Prometheus and the published port reach the server from outside its
+    # container, so a loopback bind would leave it unreachable while its own healthcheck stays green.
+    host: str = knob("mistralHost", Choice(("0.0.0.0", "::")), "0.0.0.0", "Bind address inside the container: all interfaces (IPv4 or IPv6), or Prometheus could not reach it.")
     max_seqs: int = knob("mistralMaxSeqs", Integer(1, 4096), 16, "--max-seqs: the most sequences the engine runs at once (the queue capacity).")
     isq: str = knob("mistralIsq", Choice(ISQ_LEVELS), "none", "In-situ quantization level (--isq), or none.")
     paged_attn: str = knob("mistralPagedAttn", Choice(("auto", "on", "off")), "auto", "PagedAttention mode: auto, on or off.")
-    gpu_device_ids: tuple[str, ...] = knob("mistralGpuDeviceIds", StringList(_gpu_id_problem), [], "GPU indexes or UUIDs for the container; empty means all GPUs (cuda only).")
-    publish_address: str = knob("mistralPublishAddress", Address(), "127.0.0.1", "Host address the API port is published on.")
+    gpu_device_ids: tuple[str, ...] = knob("mistralGpuDeviceIds", StringList(GPU_ID, unique=True), [], "GPU indexes or UUIDs for the container, each once; empty means all GPUs (cuda only).")
+    publish_address: str = knob("mistralPublishAddress", Address(), "127.0.0.1", f"Host address the API port is published on. {_PUBLIC_WHY}")
     publish_port: int = knob("mistralPublishPort", PORT, 1234, "Host port the API is published on.")
-    memory_limit_mb: int = knob("mistralMemoryLimitMb", Integer(0), 0, "Container memory limit in MiB; 0 means no limit.")
+    # 0, or enough for a small model: Qwen3-0.6B's weights alone take about 1.2 GiB.
+    memory_limit_mb: int = knob("mistralMemoryLimitMb", Integer(0, 4194304), 0, "Container memory limit in MiB; 0 means no limit, otherwise at least 2048 (the smallest model the stack is tested with needs about 1.2 GiB for its weights alone).")
     hf_token: Any = knob("hfToken", Secret(), "", f"Hugging Face token for gated models. {_SECRET_HINT}")
 
     @property
@@ -411,19 +543,25 @@ class MistralConfig:
         return self.image_flavour == "cuda"
 
 
+MIN_MEMORY_LIMIT_MB = 2048
+
+
 @dataclass(frozen=True)
 class PrometheusConfig:
     image: str = knob("prometheusImage", Image(), "prom/prometheus:v3.5.0", "Prometheus image, pinned by tag or digest.")
-    scrape_interval: str = knob("scrapeInterval", Duration(), "15s", "Global scrape interval.")
-    evaluation_interval: str = knob("evaluationInterval", Duration(), "15s", "Global rule evaluation interval.")
-    scrape_timeout: str = knob("scrapeTimeout", Duration(), "10s", "Global scrape timeout; at most the scrape interval.")
-    retention_time: str = knob("prometheusRetentionTime", Duration(), "15d", "TSDB retention time (--storage.tsdb.retention.time).")
-    retention_size: str = knob("prometheusRetentionSize", Size(), "10GB", "TSDB retention size (--storage.tsdb.retention.size).")
-    publish_address: str = knob("prometheusPublishAddress", Address(), "127.0.0.1", "Host address the Prometheus UI/API is published on.")
+    scrape_interval: str = knob("scrapeInterval", Duration("1s", MAX_INTERVAL), "15s", f"Global scrape interval; at most {MAX_INTERVAL}, so the alerts' {SHORT_WINDOW} windows hold {SAMPLES_PER_WINDOW} samples.")
+    evaluation_interval: str = knob("evaluationInterval", Duration("1s", MAX_INTERVAL), "15s", f"Global rule evaluation interval; at most {MAX_INTERVAL}, so the {SHORT_WINDOW} records the alerts read hold {SAMPLES_PER_WINDOW} samples.")
+    scrape_timeout: str = knob("scrapeTimeout", Duration("1s", MAX_INTERVAL), "10s", "Global scrape timeout; at most the scrape interval.")
+    # At least a day: the model-load records look back a day (llmstack/resources.py, LATCH_WINDOW).
+    retention_time: str = knob("prometheusRetentionTime", Duration("1d", "10y"), "15d", "TSDB retention time (--storage.tsdb.retention.time); at least 1d, the look-back of the model-load records.")
+    retention_size: str = knob("prometheusRetentionSize", Size("512MB", "100TB"), "10GB", "TSDB retention size (--storage.tsdb.retention.size); at least 512MB, a few hours of one stack's series.")
+    publish_address: str = knob("prometheusPublishAddress", Address(), "127.0.0.1", f"Host address the Prometheus UI/API is published on. {_PUBLIC_WHY}")
     publish_port: int = knob("prometheusPublishPort", PORT, 9090, "Host port of the Prometheus UI/API.")
+    lifecycle_api: bool = knob("prometheusLifecycleApi", Boolean(), False, "Turn on Prometheus's lifecycle API (/-/reload, /-/quit): anyone who reaches the port could stop Prometheus.")
+    admin_api: bool = knob("prometheusAdminApi", Boolean(), False, "Turn on Prometheus's admin API (delete series, snapshots): anyone who reaches the port could delete data.")
     ollama_targets: tuple[OllamaTarget, ...] = knob(
         "ollamaTargets",
-        StringList(_ollama_target_problem),
+        StringList(OllamaTargetKind()),
         [],
         "Existing Ollama metrics endpoints to scrape, each EXPORTER@HOST:PORT[/PATH] with EXPORTER one of: " + ", ".join(OLLAMA_EXPORTERS) + ".",
     )
@@ -431,20 +569,30 @@ class PrometheusConfig:
 
 @dataclass(frozen=True)
 class AlertThresholds:
-    latency_p95_warning_seconds: int = knob("alertLatencyP95WarningSeconds", Integer(1), 10, "p95 request latency that raises a warning.")
-    latency_p95_critical_seconds: int = knob("alertLatencyP95CriticalSeconds", Integer(1), 30, "p95 request latency that pages.")
-    ttft_p95_warning_seconds: int = knob("alertTtftP95WarningSeconds", Integer(1), 5, "p95 time to first token that raises a warning.")
+    latency_p95_warning_seconds: int = knob("alertLatencyP95WarningSeconds", _LATENCY, 10, f"p95 request latency that raises a warning. {_LATENCY_WHY}")
+    latency_p95_critical_seconds: int = knob("alertLatencyP95CriticalSeconds", _LATENCY, 30, f"p95 request latency that pages. {_LATENCY_WHY}")
+    ttft_p95_warning_seconds: int = knob(
+        "alertTtftP95WarningSeconds",
+        Integer(1, TTFT_LARGEST_BUCKET_SECONDS - 1),
+        5,
+        f"p95 time to first token that raises a warning. Below {TTFT_LARGEST_BUCKET_SECONDS}s, the TTFT histogram's largest finite bucket.",
+    )
     error_ratio_warning_percent: int = knob("alertErrorRatioWarningPercent", PERCENT, 5, "Share of 5xx responses (percent) that raises a warning.")
     error_ratio_critical_percent: int = knob("alertErrorRatioCriticalPercent", PERCENT, 20, "Share of 5xx responses (percent) that pages.")
     error_critical_min_failures: int = knob(
         "alertErrorCriticalMinFailures",
-        Integer(1, 10000),
+        Integer(1, 1000),
         10,
         "Failed requests over the last 5 minutes the critical error alert also needs, so a couple of failures at low traffic cannot page.",
     )
     kv_cache_warning_percent: int = knob("alertKvCacheWarningPercent", PERCENT, 90, "KV-cache block utilisation (percent) that raises a warning.")
     kv_cache_critical_percent: int = knob("alertKvCacheCriticalPercent", PERCENT, 98, "KV-cache block utilisation (percent) that pages.")
-    queue_saturation_for: str = knob("alertQueueSaturationFor", Duration(), "5m", "How long requests must wait while every sequence slot is busy before the saturation alert fires.")
+    queue_saturation_for: str = knob(
+        "alertQueueSaturationFor",
+        Duration("1m", "1h"),
+        "5m",
+        "How long requests must wait while every sequence slot is busy before the saturation alert fires; longer than 1h would hide a saturated server for most of a shift.",
+    )
     gpu_memory_warning_percent: int = knob("alertGpuMemoryWarningPercent", PERCENT, 90, "GPU framebuffer use (percent) that raises a warning.")
     gpu_memory_critical_percent: int = knob("alertGpuMemoryCriticalPercent", PERCENT, 97, "GPU framebuffer use (percent) that pages.")
     container_memory_warning_percent: int = knob("alertContainerMemoryWarningPercent", PERCENT, 90, "Container memory use against its limit (percent) that raises a warning.")
@@ -466,11 +614,11 @@ _ORDERED_PAIRS = (
 
 @dataclass(frozen=True)
 class GrafanaConfig:
-    url: Optional[str] = knob("grafanaUrl", Url(), "", "URL of an existing Grafana to manage; empty provisions Grafana in the stack.")
+    url: Optional[str] = knob("grafanaUrl", Url(), "", "URL of an existing Grafana to manage, without credentials (they go in grafanaAuth); empty provisions Grafana in the stack.")
     auth: Any = knob("grafanaAuth", Secret(), "", f"Service-account token for grafanaUrl. {_SECRET_HINT}")
     image: str = knob("grafanaImage", Image(), "grafana/grafana:12.2.1", "Grafana image, pinned by tag or digest.")
-    admin_user: str = knob("grafanaAdminUser", Text(), "admin", "Admin user of the provisioned Grafana (its password is generated and kept secret).")
-    publish_address: str = knob("grafanaPublishAddress", Address(), "127.0.0.1", "Host address the provisioned Grafana is published on.")
+    admin_user: str = knob("grafanaAdminUser", USER_NAME, "admin", "Admin user of the provisioned Grafana (its password is generated and kept secret).")
+    publish_address: str = knob("grafanaPublishAddress", Address(), "127.0.0.1", f"Host address the provisioned Grafana is published on. {_PUBLIC_WHY}")
     publish_port: int = knob("grafanaPublishPort", PORT, 3000, "Host port of the provisioned Grafana.")
 
     @property
@@ -481,15 +629,44 @@ class GrafanaConfig:
 @dataclass(frozen=True)
 class AlertingConfig:
     slack_url: Any = knob("alertSlackUrl", Secret(), "", f"Slack incoming-webhook URL for the work channel. {_SECRET_HINT}")
-    slack_channel: Optional[str] = knob("alertSlackChannel", Text(), "", "Slack channel override for alertSlackUrl.")
-    email_addresses: tuple[str, ...] = knob("alertEmailAddresses", StringList(_email_problem), [], "E-mail addresses that receive warnings (and critical alerts when nothing pages).")
+    slack_channel: Optional[str] = knob("alertSlackChannel", SLACK_CHANNEL, "", "Slack channel override for alertSlackUrl.")
+    email_addresses: tuple[str, ...] = knob("alertEmailAddresses", StringList(EMAIL), [], "E-mail addresses that receive warnings (and critical alerts when nothing pages).")
     webhook_url: Any = knob("alertWebhookUrl", Secret(), "", f"Generic webhook URL that receives every alert. {_SECRET_HINT}")
-    webhook_user: Optional[str] = knob("alertWebhookUser", Text(), "", "Basic-auth user for alertWebhookUrl.")
+    webhook_user: Optional[str] = knob("alertWebhookUser", USER_NAME, "", "Basic-auth user for alertWebhookUrl.")
     webhook_password: Any = knob("alertWebhookPassword", Secret(), "", f"Basic-auth password for alertWebhookUrl. {_SECRET_HINT}")
     pagerduty_key: Any = knob("alertPagerdutyKey", Secret(), "", f"PagerDuty Events v2 integration key; critical alerts page it. {_SECRET_HINT}")
-    group_wait: str = knob("alertGroupWait", Duration(), "30s", "Notification policy group_wait.")
-    group_interval: str = knob("alertGroupInterval", Duration(), "5m", "Notification policy group_interval.")
-    repeat_interval: str = knob("alertRepeatInterval", Duration(), "4h", "Notification policy repeat_interval.")
+    group_wait: str = knob("alertGroupWait", Duration("1s", "10m"), "30s", "Notification policy group_wait.")
+    group_interval: str = knob("alertGroupInterval", Duration("10s", "1h"), "5m", "Notification policy group_interval (also the Watchdog heartbeat's repeat interval).")
+    repeat_interval: str = knob("alertRepeatInterval", Duration("1m", "7d"), "4h", "Notification policy repeat_interval; at least alertGroupInterval.")
+    delivery: str = knob(
+        "alertDelivery",
+        Choice(("grafana", "alertmanager", "both")),
+        "grafana",
+        "Who delivers notifications: Grafana contact points, an Alertmanager (the stack's own, or alertmanagerUrls), or both, each channel through one of them.",
+    )
+    alertmanager_channels: tuple[str, ...] = knob(
+        "alertmanagerChannels",
+        StringList(Choice(ALERTMANAGER_CHANNELS), unique=True),
+        list(ALERTMANAGER_CHANNELS),
+        "With alertDelivery both: the channels the stack's Alertmanager delivers to; Grafana delivers to the others. "
+        "The webhook always goes through Grafana (Alertmanager 0.25 cannot read a webhook URL from a file, so it would sit in plaintext).",
+    )
+    smtp_smarthost: Optional[str] = knob(
+        "alertSmtpSmarthost",
+        Pattern(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:[0-9]{1,5}", "HOST:PORT of an SMTP server"),
+        "",
+        "SMTP server (HOST:PORT) the stack's Alertmanager sends e-mail through; required when it owns e-mail.",
+    )
+    smtp_from: Optional[str] = knob("alertSmtpFrom", EMAIL, "", "Sender address of the Alertmanager's e-mail.")
+    smtp_auth_user: Optional[str] = knob("alertSmtpAuthUser", USER_NAME, "", "SMTP user for alertSmtpSmarthost.")
+    smtp_auth_password: Any = knob("alertSmtpAuthPassword", Secret(), "", f"SMTP password for alertSmtpSmarthost. {_SECRET_HINT}")
+    heartbeat_url: Optional[str] = knob(
+        "alertHeartbeatUrl",
+        Url(),
+        "",
+        "Dead man's switch for the Alertmanager path: the Watchdog is sent here every alertGroupInterval, so a heartbeat service notices a silent pipeline. No credentials in the URL (alertHeartbeatToken carries one).",
+    )
+    heartbeat_token: Any = knob("alertHeartbeatToken", Secret(), "", f"Bearer token for alertHeartbeatUrl. {_SECRET_HINT}")
     runbook_base_url: str = knob(
         "runbookBaseUrl",
         Url(),
@@ -499,13 +676,34 @@ class AlertingConfig:
 
 
 @dataclass(frozen=True)
+class AlertmanagerConfig:
+    urls: tuple[str, ...] = knob(
+        "alertmanagerUrls",
+        StringList(Url(), unique=True),
+        [],
+        "Existing Alertmanagers to send alerts to (http or https); empty runs the stack's own when alertDelivery uses Alertmanager. Their routing is theirs.",
+    )
+    basic_auth_user: Optional[str] = knob("alertmanagerBasicAuthUser", USER_NAME, "", "Basic-auth user for alertmanagerUrls.")
+    basic_auth_password: Any = knob("alertmanagerBasicAuthPassword", Secret(), "", f"Basic-auth password for alertmanagerUrls. {_SECRET_HINT}")
+    bearer_token: Any = knob("alertmanagerBearerToken", Secret(), "", f"Bearer token for alertmanagerUrls. {_SECRET_HINT}")
+    # The version the stack's rendered config is checked against here (Debian's amtool and alertmanager).
+    image: str = knob("alertmanagerImage", Image(), "prom/alertmanager:v0.25.0", "The stack's own Alertmanager image, pinned by tag or digest.")
+    publish_address: str = knob("alertmanagerPublishAddress", Address(), "127.0.0.1", f"Host address the stack's Alertmanager is published on. {_PUBLIC_WHY}")
+    publish_port: int = knob("alertmanagerPublishPort", PORT, 9093, "Host port of the stack's Alertmanager.")
+
+    @property
+    def provisioned(self) -> bool:
+        return not self.urls
+
+
+@dataclass(frozen=True)
 class ExportersConfig:
     cadvisor_image: str = knob("cadvisorImage", Image(), "ghcr.io/google/cadvisor:v0.53.0", "cAdvisor image, pinned by tag or digest.")
     dcgm_enabled: bool = knob("dcgmExporterEnabled", AutoBool(), "auto", "Run the NVIDIA DCGM exporter: auto (with the cuda flavour), true or false.")
     dcgm_image: str = knob("dcgmExporterImage", Image(), "nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", "DCGM exporter image, pinned by tag or digest.")
     model_load_seen_within: str = knob(
         "modelLoadSeenWithin",
-        Duration(),
+        Duration("30s", "1h"),
         "5m",
         "How soon after the mistral container's creation Prometheus must first see it for its model load to be timed "
         "(cAdvisor reports a new container at its next scrape, and on a first deploy Prometheus may start after mistral).",
@@ -520,8 +718,11 @@ class StackConfig:
     thresholds: AlertThresholds
     grafana: GrafanaConfig
     alerting: AlertingConfig
+    alertmanager: AlertmanagerConfig
     exporters: ExportersConfig
     retain_data_on_delete: bool = knob("retainDataOnDelete", AutoBool(), "auto", "Keep the data volumes when the stack is destroyed: auto (true on prod), true or false.")
+    # The one switch for a non-loopback publish address; the policy pack reads its label.
+    allow_public_bind: bool = knob("allowPublicBind", Boolean(), False, "Allow publishing ports on an address other than 127.0.0.1 (the policy pack refuses it in prod without this).")
 
     @property
     def network_name(self) -> str:
@@ -552,7 +753,7 @@ def knobs() -> list[Knob]:
 def _read(source: ConfigSource, k: Knob, problems: Problems) -> Any:
     raw = source.get(k.key)
     raw = None if raw in (None, "") else raw
-    if isinstance(k.kind, Secret):
+    if k.secret:
         if raw is None:
             return None
         if not source.is_secret(k.key):
@@ -562,12 +763,31 @@ def _read(source: ConfigSource, k: Knob, problems: Problems) -> Any:
             )
             return None
         return source.get_secret(k.key)
+    if raw is not None and source.is_secret(k.key):
+        # The value would land in container commands, rendered files and stack outputs in the clear.
+        problems.add(
+            k.key,
+            "is stored as a secret, but it is not a credential: its value goes into container commands, rendered "
+            f"config and stack outputs in plaintext. Store it with `pulumi config set {k.key} <value>` (no --secret)",
+        )
+        return "" if k.required else (tuple(k.default) if isinstance(k.default, list) else k.default)
     if raw is None:
         if k.required:
             problems.add(k.key, f"is required; set it with `pulumi config set {k.key} <value>`")
             return ""
         return tuple(k.default) if isinstance(k.default, list) else k.default
     return k.kind.parse(k, raw, problems)
+
+
+def _check_keys(source: ConfigSource, problems: Problems) -> None:
+    """A key the stack sets that no knob declares is a typo until proven otherwise."""
+    known = {k.key for k in knobs()}
+    by_lower = {k.lower(): k for k in known}
+    for key in sorted(set(source.keys()) - known):
+        suggestion = by_lower.get(key.lower()) or next(iter(difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)), None)
+        hint = f"; did you mean {suggestion}?" if suggestion else "; see the config table in README.md"
+        name = key[:_MAX_SHOWN] if re.fullmatch(r"[A-Za-z0-9_.-]+", key[:_MAX_SHOWN]) else shown(key)
+        problems.add(name, f"is not a setting of this stack{hint}")
 
 
 def _build(cls: type, values: dict, env: str) -> Any:
@@ -586,13 +806,16 @@ def _build(cls: type, values: dict, env: str) -> Any:
 def load(source: ConfigSource, env: str) -> StackConfig:
     """Read and validate the whole stack config, or raise ConfigError listing every problem."""
     problems = Problems()
-    if not _LABEL_VALUE_RE.fullmatch(env or ""):
-        problems.items.append(f"stack name {env!r}: must be letters, digits, '.', '_' or '-' (it becomes the env label)")
+    stack_problem = STACK_NAME.problem(env or "")
+    if stack_problem:
+        problems.items.append(f"stack name {shown(env or '')}: expected {STACK_NAME.what}")
+    _check_keys(source, problems)
     v = {k.key: _read(source, k, problems) for k in knobs()}
 
     # Values whose form the kinds keep as text, and the `auto` switches.
-    v["ollamaTargets"] = tuple(t for t in (parse_ollama_target(i)[0] for i in v["ollamaTargets"]) if t)
-    for key in ("grafanaUrl", "alertSlackChannel", "alertWebhookUser"):
+    v["ollamaTargets"] = tuple(parse_ollama_target(i) for i in v["ollamaTargets"] if not OllamaTargetKind().problem(i))
+    for key in ("grafanaUrl", "alertSlackChannel", "alertWebhookUser", "alertHeartbeatUrl", "alertmanagerBasicAuthUser",
+                "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpAuthUser"):
         v[key] = v[key] or None
     uses_gpu = v["mistralImageFlavour"] == "cuda"
     v["dcgmExporterEnabled"] = uses_gpu if v["dcgmExporterEnabled"] == "auto" else v["dcgmExporterEnabled"] == "true"
@@ -609,26 +832,101 @@ def _key(section: type, name: str) -> str:
     return next(f.metadata["knob"].key for f in dataclasses.fields(section) if f.name == name)
 
 
+def published(cfg: StackConfig) -> list[tuple[str, str, int]]:
+    """(address key, address, port) of every port the stack publishes on the host."""
+    out = [
+        ("mistralPublishAddress", cfg.mistral.publish_address, cfg.mistral.publish_port),
+        ("prometheusPublishAddress", cfg.prometheus.publish_address, cfg.prometheus.publish_port),
+    ]
+    if cfg.grafana.provisioned:
+        out.append(("grafanaPublishAddress", cfg.grafana.publish_address, cfg.grafana.publish_port))
+    if cfg.alerting.delivery != "grafana" and cfg.alertmanager.provisioned:
+        out.append(("alertmanagerPublishAddress", cfg.alertmanager.publish_address, cfg.alertmanager.publish_port))
+    return out
+
+
+def _check_delivery(cfg: StackConfig, problems: Problems) -> None:
+    a, am = cfg.alerting, cfg.alertmanager
+    configured = {"slack": a.slack_url, "email": a.email_addresses, "webhook": a.webhook_url, "pagerduty": a.pagerduty_key}
+    if a.delivery == "grafana":
+        for key, value in (("alertmanagerUrls", am.urls), ("alertHeartbeatUrl", a.heartbeat_url)):
+            if value:
+                problems.add(key, "is set but alertDelivery is grafana; set alertDelivery to alertmanager or both to use it")
+        return
+    if am.urls and (am.basic_auth_password is not None and am.bearer_token is not None):
+        problems.add("alertmanagerBearerToken", "and alertmanagerBasicAuthPassword are both set; Prometheus sends one kind of credentials: keep one")
+    if am.basic_auth_password is not None and not am.basic_auth_user:
+        problems.add("alertmanagerBasicAuthUser", "is required with alertmanagerBasicAuthPassword")
+    if a.heartbeat_token is not None and a.heartbeat_url is None:
+        problems.add("alertHeartbeatToken", "is set without alertHeartbeatUrl")
+    if not am.provisioned:
+        # Existing Alertmanagers route by their own config; the stack's channels stay with Grafana.
+        if a.heartbeat_url is not None:
+            problems.add("alertHeartbeatUrl", "is set, but alertmanagerUrls route by their own config: configure the heartbeat there")
+        return
+    if a.delivery == "alertmanager" and configured["webhook"] is not None:
+        problems.add(
+            "alertWebhookUrl",
+            "cannot go through the stack's Alertmanager: 0.25 reads a webhook URL only inline, which would put this secret "
+            "in plaintext in alertmanager.yml. Use alertDelivery: both (the webhook stays with Grafana) or alertHeartbeatUrl for a heartbeat",
+        )
+    owns_email = a.email_addresses and (a.delivery == "alertmanager" or "email" in a.alertmanager_channels)
+    if owns_email:
+        for key, value in (("alertSmtpSmarthost", a.smtp_smarthost), ("alertSmtpFrom", a.smtp_from)):
+            if not value:
+                problems.add(key, "is required: the stack's Alertmanager delivers alertEmailAddresses and needs an SMTP server to send through")
+    if a.smtp_auth_password is not None and not a.smtp_auth_user:
+        problems.add("alertSmtpAuthUser", "is required with alertSmtpAuthPassword")
+    if a.delivery == "both":
+        mine = [c for c in a.alertmanager_channels if configured[c]]
+        theirs = [c for c in configured if configured[c] and c not in a.alertmanager_channels]
+        if not mine and a.heartbeat_url is None:
+            problems.add("alertmanagerChannels", "gives the stack's Alertmanager no configured channel; with alertDelivery both each path needs one")
+        if not theirs:
+            problems.add("alertmanagerChannels", "leaves Grafana no configured channel; with alertDelivery both each path needs one (e.g. the webhook)")
+
+
 def _check_across_keys(cfg: StackConfig, problems: Problems) -> None:
-    if cfg.mistral.gpu_device_ids and not cfg.mistral.uses_gpu:
+    m, p, a = cfg.mistral, cfg.prometheus, cfg.alerting
+    if m.gpu_device_ids and not m.uses_gpu:
         problems.add("mistralGpuDeviceIds", "is only valid with mistralImageFlavour=cuda")
-    p = cfg.prometheus
+    if 0 < m.memory_limit_mb < MIN_MEMORY_LIMIT_MB:
+        problems.add("mistralMemoryLimitMb", f"got {m.memory_limit_mb}; expected 0 (no limit) or at least {MIN_MEMORY_LIMIT_MB} MiB, enough to load a model")
     if not problems.has("scrapeTimeout") and duration_seconds(p.scrape_timeout) > duration_seconds(p.scrape_interval):
         problems.add("scrapeTimeout", f"got {p.scrape_timeout!r}; must not exceed scrapeInterval ({p.scrape_interval})")
     for warn, crit in _ORDERED_PAIRS:
         warn_value, crit_value = getattr(cfg.thresholds, warn), getattr(cfg.thresholds, crit)
         if warn_value >= crit_value:
             problems.add(_key(AlertThresholds, warn), f"got {warn_value}; must be lower than {_key(AlertThresholds, crit)} ({crit_value})")
+    if not problems.has("alertRepeatInterval") and duration_seconds(a.repeat_interval) < duration_seconds(a.group_interval):
+        problems.add("alertRepeatInterval", f"got {a.repeat_interval!r}; must be at least alertGroupInterval ({a.group_interval})")
     if cfg.grafana.url and cfg.grafana.auth is None and not problems.has("grafanaAuth"):
         problems.add("grafanaAuth", "is required when grafanaUrl is set: a Grafana service-account token, stored with --secret")
-    a = cfg.alerting
+    _check_delivery(cfg, problems)
     contact_keys = ("alertSlackUrl", "alertEmailAddresses", "alertWebhookUrl", "alertPagerdutyKey")
-    if not any((a.slack_url, a.email_addresses, a.webhook_url, a.pagerduty_key)) and not any(problems.has(k) for k in contact_keys):
+    external_only = a.delivery == "alertmanager" and not cfg.alertmanager.provisioned
+    if external_only and any((a.slack_url, a.email_addresses, a.webhook_url, a.pagerduty_key)):
+        problems.items.append(
+            f"{', '.join(contact_keys)}: set, but alertmanagerUrls route by their own config and nothing in the stack "
+            "delivers to these channels; unset them, or use alertDelivery: both to deliver them through Grafana"
+        )
+    elif not external_only and not any((a.slack_url, a.email_addresses, a.webhook_url, a.pagerduty_key)) and not any(problems.has(k) for k in contact_keys):
         problems.items.append(
             f"{', '.join(contact_keys)}: set at least one contact point so alerts reach the team's existing channels"
         )
-    if cfg.exporters.dcgm_enabled and not cfg.mistral.uses_gpu:
+    if cfg.exporters.dcgm_enabled and not m.uses_gpu:
         problems.add("dcgmExporterEnabled", "is true but mistralImageFlavour is cpu; the DCGM exporter needs an NVIDIA GPU")
+
+    ports = published(cfg)
+    for key, address, port in ports:
+        if address != "127.0.0.1" and not cfg.allow_public_bind and not problems.has(key):
+            problems.add(key, f"got {address!r}; publishing beyond 127.0.0.1 exposes the service, so it needs allowPublicBind: true")
+    for i, (key, address, port) in enumerate(ports):
+        for other_key, other_address, other_port in ports[:i]:
+            # 0.0.0.0 takes the port on every address, so it clashes with any other bind of that port.
+            if port == other_port and (address == other_address or "0.0.0.0" in (address, other_address)):
+                port_key = key.replace("Address", "Port")
+                problems.add(port_key, f"got {port}; {other_key.replace('Address', 'Port')} publishes port {port} on {other_address} already; each published port must be unique per address")
 
 
 def load_defaults(env: str = "dev", **overrides: Any) -> StackConfig:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import config
+
 # Labels every shared-schema series carries, and the grouping every engine record uses.
 SCHEMA_LABELS = ("engine", "env", "instance", "model")
 BY = ", ".join(SCHEMA_LABELS)
 
-# The window of every rate and quantile in the catalogue: it is part of the names (`rate5m`), which
-# dashboards, alerts and other stacks query, so it is a property of the schema, not a per-stack knob.
-WINDOW = "5m"
-# The alerts' short window (the `1m` twins below): the shortest window that holds several scrapes
-# at the default 15 s interval (a 30 s one can hold a single sample and flap).
-SHORT_WINDOW = "1m"
+# The window of every rate and quantile in the catalogue (`rate5m`), and the alerts' short window
+# (the `1m` twins below). config.py owns them, because it bounds the intervals by them.
+WINDOW, SHORT_WINDOW = config.WINDOW, config.SHORT_WINDOW
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ volume (`labels: [{label, value}]` in pulumi-docker's schema):
 
   llmstack.env                  dev | prod
   llmstack.component            mistral | prometheus | grafana | cadvisor | dcgm-exporter
-  llmstack.public-bind-allowed  "true" when the operator deliberately publishes on a public address
+  llmstack.public-bind-allowed  "true" when the stack sets allowPublicBind: the operator publishes on a public address on purpose
   llmstack.data                 "true" on volumes holding data (Prometheus TSDB, Grafana DB, model cache)
 
 A resource counts as prod when its `llmstack.env` label says so *or* the stack being deployed is

@@ -318,7 +318,7 @@ def test_datasource_points_at_the_stacks_prometheus_in_both_modes():
     assert provisioned["url"] == "http://prometheus:9090"
     existing = run_stack(
         "dev",
-        {"grafanaUrl": "https://grafana.example.com", "prometheusPublishAddress": "10.0.0.5"},
+        {"grafanaUrl": "https://grafana.example.com", "prometheusPublishAddress": "10.0.0.5", "allowPublicBind": "true"},
         secrets={"grafanaAuth": "glsa_token"},
     ).one("grafana:oss/dataSource:DataSource").inputs
     assert existing["url"] == "http://10.0.0.5:9090"

@@ -1,5 +1,6 @@
 """The whole program under Pulumi mocks, for dev and prod: the Mistral.rs server as deployed."""
 
+import pulumi
 import pytest
 
 from llmstack.config import MISTRAL_IMAGE_REPO
@@ -72,10 +73,18 @@ def test_api_port_is_published_on_loopback_only(dev, prod):
         assert mistral(rec).inputs["ports"] == [{"internal": 1234, "external": 1234, "ip": "127.0.0.1", "protocol": "tcp"}]
 
 
-def test_publish_address_is_configurable_and_marked_as_allowed():
-    container = mistral(run_stack("dev", {"mistralPublishAddress": "0.0.0.0"})).inputs
+def test_a_public_publish_address_needs_the_explicit_opt_in_which_labels_the_container():
+    with pytest.raises(pulumi.RunError, match="mistralPublishAddress: got '0.0.0.0'; .* needs allowPublicBind: true"):
+        run_stack("dev", {"mistralPublishAddress": "0.0.0.0"})
+    container = mistral(run_stack("dev", {"mistralPublishAddress": "0.0.0.0", "allowPublicBind": "true"})).inputs
     assert container["ports"][0]["ip"] == "0.0.0.0"
     assert {"label": "llmstack.public-bind-allowed", "value": "true"} in container["labels"]
+
+
+def test_no_container_is_labelled_public_without_the_opt_in(dev, prod):
+    for rec in (dev, prod):
+        for c in rec.of_type("docker:index/container:Container"):
+            assert all(label["label"] != "llmstack.public-bind-allowed" for label in c.inputs["labels"]), c.name
 
 
 def test_container_runs_on_the_shared_network_with_alias_mistral(dev):

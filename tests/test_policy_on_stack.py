@@ -37,9 +37,15 @@ def test_stack_has_no_policy_violations(env):
     assert violations(env) == []
 
 
-def test_a_public_prod_bind_would_be_caught_without_the_explicit_label(monkeypatch):
+def test_a_public_prod_bind_with_the_opt_in_passes_the_policy():
+    assert violations("prod", overrides={"mistralPublishAddress": "0.0.0.0", "allowPublicBind": "true"}) == []
+
+
+def test_the_policy_refuses_a_public_prod_bind_without_the_opt_in(monkeypatch):
+    # Config refuses this before any resource exists; the policy is the second line, for a program
+    # that would publish publicly without the opt-in. Simulate one that forgets to label.
     monkeypatch.setattr(common, "LABEL_PUBLIC_BIND_ALLOWED", "llmstack.unused")
-    found = violations("prod", overrides={"mistralPublishAddress": "0.0.0.0"})
+    found = violations("prod", overrides={"mistralPublishAddress": "0.0.0.0", "allowPublicBind": "true"})
     assert any("publishes container port 1234" in v for v in found)
 
 

@@ -81,15 +81,19 @@ def test_scrape_job_labels_model_and_env(dev, prod):
 
 
 @pytest.mark.parametrize("env,time,size", [("dev", "7d", "2GB"), ("prod", "30d", "50GB")])
-def test_command_sets_config_tsdb_retention_and_lifecycle(env, time, size, request):
+def test_command_sets_config_tsdb_retention_and_no_lifecycle_or_admin_api(env, time, size, request):
     cmd = container(request.getfixturevalue(env))["command"]
     assert cmd == [
         "--config.file=/etc/prometheus/prometheus.yml",
         "--storage.tsdb.path=/prometheus",
         f"--storage.tsdb.retention.time={time}",
         f"--storage.tsdb.retention.size={size}",
-        "--web.enable-lifecycle",
     ]
+
+
+def test_lifecycle_and_admin_apis_only_on_request():
+    cmd = container(run_stack("dev", {"prometheusLifecycleApi": "true", "prometheusAdminApi": "true"}))["command"]
+    assert cmd[-2:] == ["--web.enable-lifecycle", "--web.enable-admin-api"]
 
 
 def test_tsdb_lives_on_the_named_volume(dev):
@@ -118,7 +122,7 @@ def test_published_on_loopback_by_default(dev, prod):
 
 
 def test_publish_address_and_port_come_from_config():
-    rec = run_stack("dev", {"prometheusPublishAddress": "0.0.0.0", "prometheusPublishPort": "19090"})
+    rec = run_stack("dev", {"prometheusPublishAddress": "0.0.0.0", "prometheusPublishPort": "19090", "allowPublicBind": "true"})
     assert container(rec)["ports"] == [{"internal": 9090, "external": 19090, "ip": "0.0.0.0", "protocol": "tcp"}]
     assert {"label": "llmstack.public-bind-allowed", "value": "true"} in container(rec)["labels"]
 

@@ -44,10 +44,14 @@ def config_reference() -> str:
             shown = "*(required)*"
         elif k.default in ("", []):
             shown = "*(empty)*"
+        elif isinstance(k.default, bool):
+            shown = f"`{str(k.default).lower()}`"
+        elif isinstance(k.default, list):
+            shown = "`" + ", ".join(k.default) + "`"
         else:
             shown = f"`{k.default}`"
         secret = " *secret*" if k.secret else ""
-        rows.append(f"| `{k.key}`{secret} | {k.kind.schema_type} | {shown} | {_cell(k.kind.bounds())} | {_cell(k.description)} |")
+        rows.append(f"| `{k.key}`{secret} | {k.kind.schema_type} | {shown} | {_cell(k.kind.allowed())} | {_cell(k.description)} |")
     return "\n".join(rows) + "\n"
 
 
