@@ -13,11 +13,13 @@ from typing import Any, Optional
 import pulumi
 import pulumi_docker as docker
 
+from components.alertmanager import Alertmanager, AlertmanagerArgs
 from components.exporters import Cadvisor, DcgmExporter, ExporterArgs
 from components.grafana import Grafana, GrafanaArgs
 from components.mistral import MistralRs, MistralRsArgs
 from components.prometheus import Prometheus, PrometheusArgs
-from llmstack import alerts, dashboards, grafana_alerting, prometheus as prometheus_render
+from llmstack import alertmanager as alertmanager_render
+from llmstack import alerts, dashboards, grafana_alerting, prometheus as prometheus_render, routing
 from llmstack import config as cfgmod
 from llmstack.config import ConfigError, StackConfig
 from llmstack.engines import mistralrs
@@ -29,6 +31,12 @@ class PulumiConfigSource:
     def __init__(self) -> None:
         self._config = pulumi.Config()
         self._ns = pulumi.get_project()
+
+    def keys(self) -> list[str]:
+        # What the engine handed the program: set explicitly (and in tests) or through PULUMI_CONFIG.
+        prefix = f"{self._ns}:"
+        everything = {**pulumi.runtime.config.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+        return [k[len(prefix):] for k in everything if k.startswith(prefix)]
 
     def get(self, key: str) -> Optional[str]:
         # The raw lookup: pulumi.Config.get would also return secrets in plaintext to our code.
@@ -52,6 +60,7 @@ def load_config() -> StackConfig:
 
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every resource of the stack; returns the components by name."""
+    alert_rules = alerts.alert_rules(cfg)
     network = docker.Network(
         "network",
         name=cfg.network_name,
@@ -68,6 +77,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             network_name=network.name,
             container_name=cfg.container_name("mistral"),
             retain_data_on_delete=cfg.retain_data_on_delete,
+            allow_public_bind=cfg.allow_public_bind,
         ),
     )
 
@@ -79,8 +89,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             network_name=network.name,
             container_name=cfg.container_name("prometheus"),
             retain_data_on_delete=cfg.retain_data_on_delete,
+            allow_public_bind=cfg.allow_public_bind,
             prometheus_yml=prometheus_render.render_prometheus_yml(cfg),
             rule_files=prometheus_render.render_rule_files(cfg),
+            secret_files=alertmanager_render.prometheus_secret_files(cfg),
         ),
         # Scrapes the server from its first minute, so its model load is timed.
         opts=pulumi.ResourceOptions(depends_on=[mistral]),
@@ -108,12 +120,34 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             network_name=network.name,
             container_name=cfg.container_name("grafana"),
             retain_data_on_delete=cfg.retain_data_on_delete,
+            allow_public_bind=cfg.allow_public_bind,
             prometheus_url=prometheus.internal_url if cfg.grafana.provisioned else prometheus.url,
             scrape_interval=cfg.prometheus.scrape_interval,
             dashboards=dashboards.rendered(),
-            alerting=grafana_alerting.alerting_spec(cfg, alerts.alert_rules(cfg), secret=pulumi.Output.secret),
+            alerting=(
+                grafana_alerting.alerting_spec(cfg, alert_rules, secret=pulumi.Output.secret)
+                if routing.GRAFANA in routing.paths(cfg)
+                else None
+            ),
         ),
     )
+
+    components: dict[str, Any] = {}
+    if alertmanager_render.runs_own(cfg):
+        components["alertmanager"] = Alertmanager(
+            "alertmanager",
+            AlertmanagerArgs(
+                config=cfg.alertmanager,
+                env=cfg.env,
+                network_name=network.name,
+                container_name=cfg.container_name("alertmanager"),
+                retain_data_on_delete=cfg.retain_data_on_delete,
+                allow_public_bind=cfg.allow_public_bind,
+                alertmanager_yml=alertmanager_render.render_alertmanager_yml(cfg, alert_rules),
+                secret_files=alertmanager_render.secret_files(cfg, alert_rules),
+            ),
+        )
+        pulumi.export("alertmanagerUrl", components["alertmanager"].url)
 
     pulumi.export("prometheusUrl", prometheus.url)
     pulumi.export("grafanaUrl", grafana.url)
@@ -126,7 +160,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         pulumi.Output.concat("http://", mistral.metrics_host, ":", mistral.metrics_port.apply(str), mistral.metrics_path),
     )
     pulumi.export("mistralApiUrl", f"http://{cfg.mistral.publish_address}:{cfg.mistral.publish_port}/v1")
-    return {"network": network, "mistral": mistral, "prometheus": prometheus, "grafana": grafana, **exporters}
+    return {"network": network, "mistral": mistral, "prometheus": prometheus, "grafana": grafana, **exporters, **components}
 
 
 def main() -> dict[str, Any]:

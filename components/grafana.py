@@ -37,12 +37,13 @@ class GrafanaArgs:
     network_name: pulumi.Input[str]
     container_name: str
     retain_data_on_delete: bool
+    allow_public_bind: bool  # the allowPublicBind knob: labels the container for the policy pack
     # The stack's Prometheus as Grafana reaches it, e.g. http://prometheus:9090 on the Docker network.
     prometheus_url: pulumi.Input[str]
     # The datasource's timeInterval, so $__rate_interval covers at least four scrapes.
     scrape_interval: str
     dashboards: Mapping[str, str]  # slug -> dashboard JSON, rendered by llmstack/dashboards
-    alerting: AlertingSpec  # rendered by llmstack/grafana_alerting.py
+    alerting: Optional[AlertingSpec]  # rendered by llmstack/grafana_alerting.py; None: Grafana delivers nothing
 
 
 def _loopback(address: str) -> str:
@@ -107,11 +108,13 @@ class Grafana(pulumi.ComponentResource):
                 opts=child(depends_on=[self.datasource]),
             )
 
-        self.alerting = GrafanaAlerting(
-            f"{name}-alerting",
-            GrafanaAlertingArgs(spec=args.alerting, provider=self.provider, folder=self.folder, datasource=self.datasource),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.alerting = None
+        if args.alerting is not None:
+            self.alerting = GrafanaAlerting(
+                f"{name}-alerting",
+                GrafanaAlertingArgs(spec=args.alerting, provider=self.provider, folder=self.folder, datasource=self.datasource),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         outputs = {"url": self.url, "folder_uid": self.folder.uid, "datasource_uid": self.datasource.uid}
         if self.admin_password is not None:
@@ -164,7 +167,7 @@ class Grafana(pulumi.ComponentResource):
             restart="unless-stopped",
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
-            labels=container_labels("grafana", args.env, g.publish_address),
+            labels=container_labels("grafana", args.env, public_bind_allowed=args.allow_public_bind),
             # The admin password is in the env vars.
             opts=container_options(self, secret_outputs=["envs"]),
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -31,9 +32,12 @@ class PrometheusArgs:
     network_name: pulumi.Input[str]
     container_name: str
     retain_data_on_delete: bool
+    allow_public_bind: bool  # the allowPublicBind knob: labels the container for the policy pack
     # What the container runs, rendered by llmstack/prometheus.py.
     prometheus_yml: pulumi.Input[str]
     rule_files: Mapping[str, str]  # file name -> text, loaded from rules/ beside the config
+    # path in the container -> secret config value: credentials of existing Alertmanagers
+    secret_files: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Prometheus(pulumi.ComponentResource):
@@ -77,6 +81,7 @@ class Prometheus(pulumi.ComponentResource):
             docker.ContainerUploadArgs(file=f"{t.PROMETHEUS_CONFIG_DIR}/{t.PROMETHEUS_RULES_SUBDIR}/{file_name}", content=text)
             for file_name, text in sorted(args.rule_files.items())
         ]
+        uploads += [docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(value)) for path, value in sorted(args.secret_files.items())]
         alias, port, _ = t.TARGETS["prometheus"]
 
         self.container = docker.Container(
@@ -88,9 +93,10 @@ class Prometheus(pulumi.ComponentResource):
                 f"--storage.tsdb.path={t.PROMETHEUS_TSDB_PATH}",
                 f"--storage.tsdb.retention.time={prom.retention_time}",
                 f"--storage.tsdb.retention.size={prom.retention_size}",
-                # Lets an operator reload by hand (curl -X POST .../-/reload) after editing in place.
-                "--web.enable-lifecycle",
-            ],
+            ]
+            # Off unless asked for: whoever reaches the port could stop Prometheus or delete its data.
+            + (["--web.enable-lifecycle"] if prom.lifecycle_api else [])
+            + (["--web.enable-admin-api"] if prom.admin_api else []),
             uploads=uploads,
             volumes=[docker.ContainerVolumeArgs(volume_name=tsdb.name, container_path=t.PROMETHEUS_TSDB_PATH)],
             network_mode="bridge",
@@ -101,8 +107,9 @@ class Prometheus(pulumi.ComponentResource):
             restart="unless-stopped",
             log_driver=LOG_DRIVER,
             log_opts=LOG_OPTS,
-            labels=container_labels("prometheus", args.env, prom.publish_address),
-            opts=container_options(self),
+            labels=container_labels("prometheus", args.env, public_bind_allowed=args.allow_public_bind),
+            # Credential files, when there are any, are uploads: keep them out of state in plaintext.
+            opts=container_options(self, secret_outputs=["uploads"] if args.secret_files else ()),
         )
 
         self.url = pulumi.Output.from_input(f"http://{prom.publish_address}:{prom.publish_port}")

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 from .alerts import WATCHDOG, AlertRule
 from .config import StackConfig, duration_seconds
 from .dashboards import DATASOURCE_UID, FOLDER_UID
+from .routing import GRAFANA, Receiver, Routing, routing
 
 # Grafana's id for server-side expressions (math, reduce, threshold) in a rule's data
 # (pulumiverse/pulumi-grafana#220; "-100" is the legacy spelling).
@@ -38,8 +39,6 @@ GRAFANA_BASE_INTERVAL_SECONDS = 10
 # How far back the forwarding query looks. It is an instant query, so this only bounds the lookup.
 QUERY_WINDOW_SECONDS = 600
 
-# Labels the Grafana rule instances are grouped by in notifications.
-GROUP_BY = ["alertname", "severity"]
 
 
 def rule_group_interval_seconds(cfg: StackConfig) -> int:
@@ -140,7 +139,7 @@ def rule_group_spec(cfg: StackConfig, alerts: Sequence[AlertRule]) -> dict:
 
 @dataclass(frozen=True)
 class ContactPointSpec:
-    key: str  # "work", "page" or "heartbeat"
+    key: str  # the receiver key: "work", "page" or "heartbeat"
     name: str
     # Integration blocks, by the ContactPoint argument names (emails, slacks, webhooks, pagerduties).
     integrations: dict
@@ -161,83 +160,65 @@ def _webhook(cfg: StackConfig, secret: Callable[[Any], Any]) -> dict:
     return hook
 
 
-def contact_point_specs(cfg: StackConfig, secret: Callable[[Any], Any] = lambda v: v) -> list[ContactPointSpec]:
-    """The contact points the config asks for.
-
-    work      Slack, e-mail and the webhook, whichever are set: warnings (and critical alerts too)
-    page      PagerDuty, when a key is set: critical alerts
-    heartbeat the webhook alone, when set: the Watchdog's heartbeat, so a dead-man's switch behind
-              the webhook notices when the heartbeats stop
-    """
+def _integrations(cfg: StackConfig, receiver: Receiver, secret: Callable[[Any], Any]) -> dict:
     a = cfg.alerting
-    prefix = f"llmstack-{cfg.env}"
-    work: dict = {}
-    if a.slack_url is not None:
-        slack: dict = {"url": secret(a.slack_url)}
-        if a.slack_channel:
-            slack["recipient"] = a.slack_channel
-        work["slacks"] = [slack]
-    if a.email_addresses:
-        work["emails"] = [{"addresses": list(a.email_addresses), "single_email": True}]
-    if a.webhook_url is not None:
-        work["webhooks"] = [_webhook(cfg, secret)]
-    specs = []
-    if work:
-        specs.append(ContactPointSpec("work", f"{prefix}-work", work))
-    if a.pagerduty_key is not None:
-        specs.append(ContactPointSpec("page", f"{prefix}-page", {"pagerduties": [{"integration_key": secret(a.pagerduty_key), "severity": "critical"}]}))
-    if a.webhook_url is not None:
-        specs.append(ContactPointSpec("heartbeat", f"{prefix}-heartbeat", {"webhooks": [_webhook(cfg, secret)]}))
-    if not specs:
-        raise ValueError("no contact point configured; config validation should have refused this")
-    return specs
+    out: dict = {}
+    for channel in receiver.channels:
+        if channel == "slack":
+            slack: dict = {"url": secret(a.slack_url)}
+            if a.slack_channel:
+                slack["recipient"] = a.slack_channel
+            out["slacks"] = [slack]
+        elif channel == "email":
+            out["emails"] = [{"addresses": list(a.email_addresses), "single_email": True}]
+        elif channel in ("webhook", "heartbeat"):
+            # Grafana's heartbeat is the webhook it owns: a dead man's switch behind it notices silence.
+            out["webhooks"] = [_webhook(cfg, secret)]
+        elif channel == "pagerduty":
+            out["pagerduties"] = [{"integration_key": secret(a.pagerduty_key), "severity": "critical"}]
+    return out
 
 
-def mute_timing_name(cfg: StackConfig) -> str:
-    return f"llmstack-{cfg.env}-always"
-
-
-def needs_mute_timing(cfg: StackConfig) -> bool:
-    """Without a webhook the Watchdog's heartbeat has nowhere useful to go, so it is muted."""
-    return cfg.alerting.webhook_url is None
+def contact_point_specs(cfg: StackConfig, route_plan: Routing, secret: Callable[[Any], Any] = lambda v: v) -> list[ContactPointSpec]:
+    """One contact point per receiver of the routing definition."""
+    return [ContactPointSpec(r.key, r.name, _integrations(cfg, r, secret)) for r in route_plan.receivers]
 
 
 def _match(label: str, op: str, value: str) -> dict:
     return {"label": label, "match": op, "value": value}
 
 
-def notification_policy_spec(cfg: StackConfig) -> dict:
-    """The whole notification policy tree (the provider's NotificationPolicy is a singleton).
-
-    Routes, first match wins unless `continue_`:
-      1. the Watchdog firing (its ALERTS series carries alertstate="firing") -> heartbeat, or muted
-      2. the Watchdog without that label: the no-data instance, i.e. the pipeline went silent -> page
-      3. severity=critical -> page (and on to 4 when paging is a separate contact point)
-      4. severity=critical|warning -> work
-      default -> work (severity none, Grafana's DatasourceError for none-severity rules)
-    """
-    names = {s.key: s.name for s in contact_point_specs(cfg)}
-    work = names.get("work", names.get("page"))
-    page = names.get("page", work)
-    a = cfg.alerting
-    heartbeat: dict = {"matchers": [_match("alertname", "=", WATCHDOG), _match("alertstate", "=", "firing")]}
-    if "heartbeat" in names:
-        # A heartbeat is only useful if it repeats often; group_interval is the shortest Grafana allows.
-        heartbeat.update(contact_point=names["heartbeat"], group_wait="0s", repeat_interval=a.group_interval)
-    else:
-        heartbeat.update(contact_point=work, mute_timings=[mute_timing_name(cfg)])
-    policies = [
-        heartbeat,
-        {"matchers": [_match("alertname", "=", WATCHDOG)], "contact_point": page, "group_wait": "0s"},
-        {"matchers": [_match("severity", "=", "critical")], "contact_point": page, "continue_": page != work},
-        {"matchers": [_match("severity", "=~", "critical|warning")], "contact_point": work},
-    ]
+def notification_policy_spec(route_plan: Routing) -> dict:
+    """The whole notification policy tree (the provider's NotificationPolicy is a singleton), from
+    the routing definition. Grafana adds one thing of its own: the forwarded Watchdog carries
+    alertstate="firing" (from its ALERTS series), and its no-data instance does not, so the
+    Watchdog without that label, i.e. a pipeline gone silent, pages."""
+    names = {r.key: r.name for r in route_plan.receivers}
+    page = names[route_plan.routes[1].receiver]
+    policies = []
+    for route in route_plan.routes:
+        policy: dict = {"matchers": [_match(*m) for m in route.matchers], "contact_point": names[route.receiver]}
+        if route.matchers == (("alertname", "=", WATCHDOG),):
+            policy["matchers"].append(_match("alertstate", "=", "firing"))
+        if route.group_wait is not None:
+            policy["group_wait"] = route.group_wait
+        if route.repeat_interval is not None:
+            policy["repeat_interval"] = route.repeat_interval
+        if route.muted:
+            policy["mute_timings"] = [route_plan.mute_timing]
+        if route.continue_:
+            policy["continue_"] = True
+        elif route.matchers[0][0] == "severity" and route.matchers[0][2] == "critical":
+            policy["continue_"] = False
+        policies.append(policy)
+        if route.matchers == (("alertname", "=", WATCHDOG),):
+            policies.append({"matchers": [_match("alertname", "=", WATCHDOG)], "contact_point": page, "group_wait": "0s"})
     return {
-        "contact_point": work,
-        "group_bies": GROUP_BY,
-        "group_wait": a.group_wait,
-        "group_interval": a.group_interval,
-        "repeat_interval": a.repeat_interval,
+        "contact_point": names[route_plan.default],
+        "group_bies": list(route_plan.group_by),
+        "group_wait": route_plan.group_wait,
+        "group_interval": route_plan.group_interval,
+        "repeat_interval": route_plan.repeat_interval,
         "policies": policies,
     }
 
@@ -253,9 +234,10 @@ class AlertingSpec:
 
 
 def alerting_spec(cfg: StackConfig, alerts: Sequence[AlertRule], secret: Callable[[Any], Any] = lambda v: v) -> AlertingSpec:
+    plan = routing(cfg, alerts, GRAFANA)
     return AlertingSpec(
-        contact_points=contact_point_specs(cfg, secret),
-        mute_timing=mute_timing_name(cfg) if needs_mute_timing(cfg) else None,
-        policy=notification_policy_spec(cfg),
+        contact_points=contact_point_specs(cfg, plan, secret),
+        mute_timing=plan.mute_timing,
+        policy=notification_policy_spec(plan),
         rule_group=rule_group_spec(cfg, alerts),
     )

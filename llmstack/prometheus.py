@@ -14,7 +14,7 @@ from typing import Optional
 
 import yaml
 
-from . import alerts, engines, resources
+from . import alertmanager, alerts, engines, resources
 from .config import StackConfig
 from .scrape import ScrapeJob
 from .topology import PROMETHEUS_RULES_SUBDIR
@@ -63,6 +63,9 @@ def render_prometheus_yml(cfg: StackConfig, rule_files: Optional[list[str]] = No
         "rule_files": rule_files if rule_files is not None else rule_file_paths(cfg),
         "scrape_configs": [job.config for job in scrape_jobs(cfg)],
     }
+    alerting = alertmanager.prometheus_alerting(cfg)
+    if alerting:
+        doc["alerting"] = alerting
     return _HEADER.format(source="llmstack/prometheus.py") + _dump(doc)
 
 

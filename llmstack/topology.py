@@ -14,6 +14,7 @@ TARGETS = {
     "cadvisor": ("cadvisor", 8080, "/metrics"),
     "dcgm": ("dcgm-exporter", 9400, "/metrics"),
     "grafana": ("grafana", 3000, "/metrics"),
+    "alertmanager": ("alertmanager", 9093, "/metrics"),
 }
 # The Docker container names (cAdvisor's `name` label) follow llmstack-<env>-<component>.
 STACK_CONTAINERS = ("mistral", "prometheus", "grafana")
@@ -31,6 +32,16 @@ PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_CONFIG_FILE = f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml"
 PROMETHEUS_RULES_SUBDIR = "rules"  # relative to the config file, as rule_files are resolved
 PROMETHEUS_TSDB_PATH = "/prometheus"
+
+# Prometheus reads the credentials of existing Alertmanagers from files here (never from its config).
+PROMETHEUS_SECRETS_DIR = f"{PROMETHEUS_CONFIG_DIR}/secrets"
+
+# Alertmanager, inside the prom/alertmanager image: config, the credentials its receivers read
+# (`*_file` fields), and its data directory (silences and the notification log).
+ALERTMANAGER_CONFIG_DIR = "/etc/alertmanager"
+ALERTMANAGER_CONFIG_FILE = f"{ALERTMANAGER_CONFIG_DIR}/alertmanager.yml"
+ALERTMANAGER_SECRETS_DIR = f"{ALERTMANAGER_CONFIG_DIR}/secrets"
+ALERTMANAGER_DATA_PATH = "/alertmanager"
 
 # Grafana, inside the grafana/grafana image (GF_PATHS_DATA) and its health endpoint.
 GRAFANA_DATA_PATH = "/var/lib/grafana"

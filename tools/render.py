@@ -14,12 +14,12 @@ from typing import Callable
 import yaml
 
 from llmstack import config as cfgmod
-from llmstack import dashboards, prometheus
+from llmstack import alertmanager, alerts, dashboards, prometheus
 from llmstack.topology import PROMETHEUS_RULES_SUBDIR
 
 from . import docs
 from .sections import replace_section
-from .stacks import ROOT, STACK_FILES, stack_config
+from .stacks import ROOT, STACK_FILES, stack_config, stack_values
 
 PROJECT_DESCRIPTION = "Mistral.rs LLM inference server with Prometheus, Grafana and alerting, one stack per environment."
 
@@ -64,11 +64,31 @@ def _stack_files(env: str) -> dict[str, Callable[[], str]]:
     return files
 
 
+# The example whose alertmanager.yml is committed: every channel through the stack's Alertmanager.
+# Secret keys get placeholder values only so the loader sees them set; the render holds file references.
+ALERTMANAGER_EXAMPLE = {
+    "alertDelivery": "alertmanager",
+    "alertSlackChannel": "#llm-inference",
+    "alertSmtpSmarthost": "smtp.example.com:587",
+    "alertSmtpFrom": "llm-alerts@example.com",
+    "alertSmtpAuthUser": "llm-alerts",
+    "alertHeartbeatUrl": "https://heartbeat.example.com/ping/llmstack-prod",
+}
+_EXAMPLE_SECRETS = ("alertSlackUrl", "alertPagerdutyKey", "alertSmtpAuthPassword", "alertHeartbeatToken")
+
+
+def alertmanager_example() -> str:
+    values = {**stack_values("prod"), **ALERTMANAGER_EXAMPLE, **{k: "set-with-pulumi-config-secret" for k in _EXAMPLE_SECRETS}}
+    cfg = cfgmod.load(cfgmod.DictSource(values, secret_keys=frozenset(_EXAMPLE_SECRETS)), "prod")
+    return alertmanager.render_alertmanager_yml(cfg, alerts.alert_rules(cfg))
+
+
 def artifacts() -> dict[str, Callable[[], str]]:
     """path -> renderer of every generated file."""
     out: dict[str, Callable[[], str]] = {"Pulumi.yaml": project_yaml}
     for env in sorted(STACK_FILES):
         out.update(_stack_files(env))
+    out["assets/alertmanager/example/alertmanager.yml"] = alertmanager_example
     for slug, build in dashboards.DASHBOARDS.items():
         out[f"assets/dashboards/{slug}.json"] = lambda build=build: dashboards.render(build())
     for path, sections in docs.SECTIONS.items():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import StackConfig
-from ..signals import BY, Signal
+from ..signals import BY, SCHEMA_LABELS, Signal
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class AlertRule:
     description: str  # may use {{ $labels.x }} / {{ $value }} templates
     runbook_url: str
     labels: Mapping[str, str] = field(default_factory=dict)  # static labels, severity included
+    # The labels that say what the alert is about (one instance, one GPU, ...): the labels two alerts
+    # must share for one to stand in for the other (inhibitions). Not rendered into the rule.
+    identity: tuple[str, ...] = SCHEMA_LABELS
 
     def prometheus_rule(self) -> dict:
         rule = {
@@ -43,7 +46,16 @@ def runbook_anchor(alertname: str) -> str:
     return alertname.lower()
 
 
-def alert(cfg: StackConfig, name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> AlertRule:
+def alert(
+    cfg: StackConfig,
+    name: str,
+    expr: str,
+    for_: str,
+    severity: str,
+    summary: str,
+    description: str,
+    identity: tuple[str, ...] = SCHEMA_LABELS,
+) -> AlertRule:
     return AlertRule(
         name=name,
         expr=expr,
@@ -53,6 +65,7 @@ def alert(cfg: StackConfig, name: str, expr: str, for_: str, severity: str, summ
         description=description,
         runbook_url=f"{cfg.alerting.runbook_base_url}#{runbook_anchor(name)}",
         labels={"severity": severity},
+        identity=identity,
     )
 
 
@@ -80,6 +93,7 @@ def tiered(
     family: str,
     levels: Sequence[tuple[str, Any, str]],
     build: Callable[[str, Any], tuple[str, str, str]],
+    identity: tuple[str, ...] = SCHEMA_LABELS,
 ) -> list[AlertRule]:
     """The warning and critical alerts of one family (`<family>Warning`, `<family>Critical`).
 
@@ -88,5 +102,5 @@ def tiered(
     out = []
     for severity, threshold, for_ in levels:
         expr, summary, description = build(severity, threshold)
-        out.append(alert(cfg, f"{family}{severity.capitalize()}", expr, for_, severity, summary, description))
+        out.append(alert(cfg, f"{family}{severity.capitalize()}", expr, for_, severity, summary, description, identity))
     return out

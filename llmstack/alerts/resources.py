@@ -26,7 +26,7 @@ def _gpu_memory_alerts(cfg: StackConfig) -> list[AlertRule]:
         )
 
     levels = [("warning", t.gpu_memory_warning_percent, "5m"), ("critical", t.gpu_memory_critical_percent, "2m")]
-    return tiered(cfg, "LLMGpuMemoryNearFull", levels, build)
+    return tiered(cfg, "LLMGpuMemoryNearFull", levels, build, identity=("env", "gpu", "UUID"))
 
 
 def _container_memory_alerts(cfg: StackConfig) -> list[AlertRule]:
@@ -43,7 +43,7 @@ def _container_memory_alerts(cfg: StackConfig) -> list[AlertRule]:
         )
 
     levels = [("warning", t.container_memory_warning_percent, "5m"), ("critical", t.container_memory_critical_percent, "2m")]
-    return tiered(cfg, "LLMContainerMemoryNearLimit", levels, build)
+    return tiered(cfg, "LLMContainerMemoryNearLimit", levels, build, identity=("env", "container"))
 
 
 def _tsdb_alerts(cfg: StackConfig) -> list[AlertRule]:
@@ -61,7 +61,7 @@ def _tsdb_alerts(cfg: StackConfig) -> list[AlertRule]:
 
     # The warning waits out compactions, which briefly hold a new block next to its sources.
     levels = [("warning", t.tsdb_disk_warning_percent, "15m"), ("critical", t.tsdb_disk_critical_percent, "2m")]
-    return tiered(cfg, "LLMPrometheusTsdbNearRetentionSize", levels, build)
+    return tiered(cfg, "LLMPrometheusTsdbNearRetentionSize", levels, build, identity=("env",))
 
 
 def xid_alert(cfg: StackConfig) -> AlertRule:
