@@ -7,6 +7,10 @@ llmstack/signals.py, which the dashboards query. It also builds the `cadvisor`, 
 what the expressions here read (llmstack/promql.py's conventions); the resource alerts are in
 llmstack/alerts/resources.py.
 
+Container memory limit (`llm:container_memory_limit_bytes`). A container without a limit can still
+run the host out of memory, so the record falls back to the host's memory for it, and the
+container memory alerts hold for every container, with or without a limit (see `_container_records`).
+
 The GPU rules are rendered on every stack, with or without a DCGM job: without DCGM series they
 record nothing, so a stack without a GPU has "no data" on its GPU panels and no GPU alert can fire,
 and the promtool tests can check them against the dev rules like every other rule.
@@ -80,6 +84,17 @@ CONTAINER_BY = "env, container"
 
 MIB = 1048576  # DCGM reports framebuffer memory in MiB
 
+# cAdvisor's one machine-level series the records read: the host's memory, MemTotal of /proc/meminfo
+# (cadvisor v0.53.0 metrics/prometheus_machine.go; machine/info.go). Its labels are machine_id,
+# system_uuid and boot_id, and no `name`: it belongs to no container.
+MACHINE_MEMORY = "machine_memory_bytes"
+# cAdvisor stamps the machine series with the time it last read the machine's info, which it does at
+# start and then every 5 minutes (--update_machine_info_interval, manager/manager.go), and Prometheus
+# keeps that timestamp. So the newest sample is up to 5 minutes plus a scrape interval old, past the
+# 5-minute look-back of a bare selector; every 5 minutes the series would be missing for a moment and
+# a pending alert would start its `for` again. The record reads it over three refreshes.
+MACHINE_INFO_WINDOW = "15m"
+
 _gpu = Promql(DCGM_JOB).sel
 _container = Promql(CADVISOR_JOB).sel
 _prometheus = Promql(PROMETHEUS_JOB).sel
@@ -125,6 +140,8 @@ def _gpu_records() -> list[Record]:
 
 def _container_records() -> list[Record]:
     src = "cAdvisor"
+    limit = _container("container_spec_memory_limit_bytes")
+    host = f"max by (env) (last_over_time({_container(MACHINE_MEMORY)}[{MACHINE_INFO_WINDOW}]))"
     return [
         # Summed over `cpu`: cAdvisor reports cpu="total", or per-CPU series when the per-CPU metrics
         # are on. Summed over containers too: a replaced container's last 5 minutes still count.
@@ -140,13 +157,18 @@ def _container_records() -> list[Record]:
             CONTAINER_BY,
             f"{src}: `container_memory_working_set_bytes`",
         ),
-        # cAdvisor reports 0 for a container without a limit (any limit above 2^62 counts as none,
-        # cadvisor metrics/prometheus.go specMemoryValue), so there is no limit series for it.
+        # The container's limit; for a container without one, the host's memory, the most it can take.
+        # cAdvisor reports 0 for no limit (any limit above 2^62 counts as none, cadvisor
+        # metrics/prometheus.go specMemoryValue). `0 + host` gives those containers the host's memory
+        # under their own labels; `or` keeps a real limit where a container has one, also while a
+        # replaced container without one is still reported.
         Record(
             CONTAINER_MEMORY_LIMIT,
-            f"max by ({CONTAINER_BY}) ({_container('container_spec_memory_limit_bytes')} > 0)",
+            f"max by ({CONTAINER_BY}) ({limit} > 0)"
+            f" or (max by ({CONTAINER_BY}) ({limit} == 0) + on (env) group_left () {host})",
             CONTAINER_BY,
-            f"{src}: `container_spec_memory_limit_bytes`, absent when it is 0 (no limit)",
+            f"{src}: `container_spec_memory_limit_bytes`; for a container without a limit (0), the host's "
+            f"memory, `{MACHINE_MEMORY}` (over the last {MACHINE_INFO_WINDOW})",
         ),
     ]
 
@@ -241,7 +263,7 @@ def prometheus_self_job(cfg: StackConfig) -> ScrapeJob:
 
 
 def cadvisor_job(cfg: StackConfig) -> ScrapeJob:
-    """cAdvisor, reduced to the stack's own containers and the metrics the records read."""
+    """cAdvisor, reduced to the stack's own containers, the host's memory, and the metrics the records read."""
     kept = raw_metrics(cfg, CADVISOR_JOB)
     # cAdvisor's `name` is the Docker container name, llmstack-<env>-<component>; the rules and
     # dashboards group by the component, as `container`.
@@ -254,7 +276,11 @@ def cadvisor_job(cfg: StackConfig) -> ScrapeJob:
         "metric_relabel_configs": [
             keep_only(kept),
             # Other containers on the host, and the root and system cgroups (name=""), are dropped.
-            {"source_labels": ["name"], "regex": names, "action": "keep"},
+            # The host's memory is a machine-level series: it has no `name` at all, and the memory
+            # limit record needs it for containers without a limit. So the rule reads the metric name
+            # with `name` (joined by relabelling's default separator ";") and keeps that one metric
+            # without a name, and every other kept metric only for the stack's containers.
+            {"source_labels": ["__name__", "name"], "regex": f"{MACHINE_MEMORY};|[^;]+;{names}", "action": "keep"},
             {"source_labels": ["name"], "regex": names, "target_label": "container", "replacement": "${1}"},
         ],
     }

@@ -131,6 +131,7 @@ def test_keep_lists_are_exactly_what_the_records_read():
         "container_memory_working_set_bytes",
         "container_spec_memory_limit_bytes",
         "container_start_time_seconds",
+        "machine_memory_bytes",
     }
     assert resources.dcgm_job(cfg).series == resources.raw_metrics(cfg, "dcgm") == {
         "DCGM_FI_DEV_GPU_UTIL",
@@ -148,6 +149,31 @@ def test_the_exporters_expose_every_metric_the_records_read():
     cadvisor.advance(30)
     assert resources.raw_metrics(cfg, "cadvisor") <= set(exposed(cadvisor))
     assert resources.raw_metrics(cfg, "dcgm") <= set(exposed(FakeDcgm()))
+
+
+def _cadvisor_keeps(cfg, name: str, labels: dict) -> bool:
+    """The cadvisor job's keep rules on one series, as Prometheus applies them (RE2 regexes are
+    anchored; these mean the same in Python's re; a missing label is "", joined by ";")."""
+    series = {"__name__": name, **labels}
+    return all(
+        re.fullmatch(rc["regex"], rc.get("separator", ";").join(series.get(k, "") for k in rc["source_labels"]))
+        for rc in job_config(cfg, "cadvisor")["metric_relabel_configs"]
+        if rc.get("action") == "keep"
+    )
+
+
+def test_the_cadvisor_job_keeps_the_hosts_memory_and_only_the_stacks_containers():
+    """The machine-level host memory has no `name`: it alone passes the container filter without one."""
+    cfg = stack_config("dev")
+    machine = {"boot_id": "b", "machine_id": "m", "system_uuid": "s"}
+    ours, other = {"name": "llmstack-dev-mistral", "id": "/x", "image": "i"}, {"name": "some-other-app", "id": "/y", "image": "i"}
+    assert _cadvisor_keeps(cfg, "machine_memory_bytes", machine)
+    assert not _cadvisor_keeps(cfg, "machine_memory_bytes", {**machine, "name": "some-other-app"})
+    assert not _cadvisor_keeps(cfg, "machine_cpu_cores", machine)  # other machine series: not read, not kept
+    for metric in sorted(resources.raw_metrics(cfg, "cadvisor") - {resources.MACHINE_MEMORY}):
+        assert _cadvisor_keeps(cfg, metric, ours), metric
+        assert not _cadvisor_keeps(cfg, metric, other), metric
+        assert not _cadvisor_keeps(cfg, metric, {"id": "/", "name": "", "image": ""}), metric  # the root cgroup
 
 
 def test_the_container_regex_matches_only_this_stacks_containers():
@@ -246,12 +272,18 @@ def test_input_series_are_only_what_the_jobs_of_their_stack_keep():
 
 
 def test_input_series_carry_the_exporters_labels_and_their_jobs():
-    cadvisor_labels = {k for names in exposed(FakeCadvisor()).values() for k in names}
+    cadvisor = exposed(FakeCadvisor())
+    machine_labels = cadvisor.pop(resources.MACHINE_MEMORY)
+    cadvisor_labels = {k for names in cadvisor.values() for k in names}
     dcgm_labels = {k for names in exposed(FakeDcgm()).values() for k in names}
     for group, name, labels in input_series():
         job, env = labels["job"], labels["env"]
         where = f"{group}: {name} {labels}"
-        if job == "cadvisor":
+        if job == "cadvisor" and name == resources.MACHINE_MEMORY:
+            # the host's memory: the machine labels only, then the job's env; no container
+            assert set(labels) == machine_labels | {"job", "instance", "env"}, where
+            assert labels["instance"] == "cadvisor:8080", where
+        elif job == "cadvisor":
             # the exporter's own labels, then the job's: env, and container from name
             assert set(labels) - {"job", "instance", "env", "container"} <= cadvisor_labels, where
             assert {"id", "image", "name"} <= set(labels), where
@@ -280,7 +312,8 @@ def test_input_series_carry_the_exporters_labels_and_their_jobs():
 def test_a_real_prometheus_keeps_relabels_and_records_the_exporters_as_rendered(tmp_path):
     containers = ("llmstack-prod-mistral", "llmstack-prod-prometheus", "llmstack-prod-grafana",
                   "llmstack-dev-mistral", "some-other-app")
-    cadvisor = FakeCadvisor(containers=containers, memory_limit_bytes={"llmstack-prod-mistral": 64 * GIB}, model_container="llmstack-prod-mistral")
+    cadvisor = FakeCadvisor(containers=containers, memory_limit_bytes={"llmstack-prod-mistral": 64 * GIB},
+                            model_container="llmstack-prod-mistral", machine_memory_bytes=256 * GIB)
     dcgm = FakeDcgm(gpus=2)
     server = None
     try:
@@ -323,14 +356,19 @@ def test_a_real_prometheus_keeps_relabels_and_records_the_exporters_as_rendered(
         assert {r["metric"]["container"] for r in cpu} == {"mistral", "prometheus", "grafana"}
         assert all(float(r["value"][1]) > 0 for r in cpu)
 
-        # The records in the schema's units, per GPU; the memory limit only where there is one.
+        # The records in the schema's units, per GPU; the memory limit where there is one, else the host's memory.
         assert {(r["metric"]["gpu"], float(r["value"][1])) for r in gpu} == {("0", 81920 * MIB), ("1", 81920 * MIB)}
         used = server.query(signals.GPU_MEMORY_USED.name)
         assert {float(r["value"][1]) for r in used} == {round(0.6 * 81920) * MIB}
         assert {float(r["value"][1]) for r in server.query(signals.GPU_UTILISATION.name)} == {0.65}
         assert set(used[0]["metric"]) == {"__name__", "env", "gpu", "UUID", "modelName"}
         limits = server.query(signals.CONTAINER_MEMORY_LIMIT.name)
-        assert [(r["metric"]["container"], float(r["value"][1])) for r in limits] == [("mistral", 64 * GIB)]
+        assert {(r["metric"]["container"], float(r["value"][1])) for r in limits} == {
+            ("mistral", 64 * GIB), ("prometheus", 256 * GIB), ("grafana", 256 * GIB)}
+        # The host's memory is kept without a container (one series, its machine labels and the job's).
+        [machine] = server.query(f'{resources.MACHINE_MEMORY}{{job="cadvisor"}}')
+        assert set(machine["metric"]) == {"__name__", "boot_id", "machine_id", "system_uuid", "env", "instance", "job"}
+        assert float(machine["value"][1]) == 256 * GIB
         xid = server.query(signals.GPU_LAST_XID.name)
         assert {(r["metric"]["err_msg"], float(r["value"][1])) for r in xid} == {("No Error", 0.0)}
     finally:

@@ -34,12 +34,12 @@ def _container_memory_alerts(cfg: StackConfig) -> list[AlertRule]:
 
     def build(severity: str, percent: int) -> tuple[str, str, str]:
         return (
-            # Only containers with a limit have a limit series, so unlimited ones never match.
+            # A container without a limit is measured against the host's memory (the limit record).
             f"{s.CONTAINER_MEMORY.name} / {s.CONTAINER_MEMORY_LIMIT.name} > {ratio(percent)}",
             f"Container {{{{ $labels.container }}}} uses more than {percent}% of its memory limit",
             f"The {{{{ $labels.container }}}} container in {{{{ $labels.env }}}} has a working set of "
-            f"{{{{ $value | humanizePercentage }}}} of its memory limit, above the {severity} threshold of "
-            f"{percent}%. At the limit the kernel kills it (OOM) and Docker restarts it.",
+            f"{{{{ $value | humanizePercentage }}}} of its memory limit (the host's memory when it has none), above the "
+            f"{severity} threshold of {percent}%. At the limit the kernel kills it (OOM) and Docker restarts it.",
         )
 
     levels = [("warning", t.container_memory_warning_percent, "5m"), ("critical", t.container_memory_critical_percent, "2m")]

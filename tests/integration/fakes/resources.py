@@ -22,12 +22,21 @@ FakeCadvisor -- **google/cadvisor v0.60.5** (commit 44b8e3062d678022939d40b2a2e9
       ``container_start_time_seconds`` and ``container_spec_*`` do not. ``container_last_seen`` is the
       scrape time in whole seconds.
     * ``id`` is the systemd-driver cgroup path ``/system.slice/docker-<64 hex>.scope``.
+    * ``machine_memory_bytes`` (gauge, "Amount of memory installed on the machine.") is the host's
+      memory, MemTotal of /proc/meminfo, from the machine collector: ``metrics/prometheus_machine.go``
+      in **v0.53.0**, the release the stack pins (``lib/metrics/prometheus_machine.go`` in v0.60.5,
+      unchanged for this family), ``machine/info.go`` and ``manager/manager.go``. Its labels are
+      ``boot_id, machine_id, system_uuid`` only (no ``id``/``name``/``image``: it is no container's),
+      and it carries the timestamp of cAdvisor's last read of the machine's info: the process start,
+      then every ``--update_machine_info_interval`` (5m) on a ticker, so up to 5 minutes old.
+      Always emitted, whatever ``--enable_metrics`` says.
     * Only these families are emitted: container_cpu_usage_seconds_total, container_last_seen,
       container_memory_usage_bytes, container_memory_working_set_bytes, container_scrape_error,
-      container_spec_memory_limit_bytes, container_start_time_seconds and the runtime subset
-      go_goroutines, go_threads, process_cpu_seconds_total, process_resident_memory_bytes,
-      process_start_time_seconds. The real one emits ~100 families, and also series for the root
-      cgroup ``/`` and system slices (``name=""``, ``image=""``), which this fake leaves out.
+      container_spec_memory_limit_bytes, container_start_time_seconds, machine_memory_bytes and the
+      runtime subset go_goroutines, go_threads, process_cpu_seconds_total,
+      process_resident_memory_bytes, process_start_time_seconds. The real one emits ~100 families
+      (the other ``machine_*`` ones too), and also series for the root cgroup ``/`` and system slices
+      (``name=""``, ``image=""``), which this fake leaves out.
 
 FakeDcgm -- **NVIDIA/dcgm-exporter 4.5.3-4.8.2** (commit 691c92762eb551313c825f6efe4ceeee20982801,
     2026-05-06), files ``etc/default-counters.csv`` (names, types, HELP texts),
@@ -110,7 +119,11 @@ class FakeCadvisor(FakeExporterBase):
         "grafana": ContainerShape(0.03, 0.01, 0.05),
         "default": ContainerShape(0.05, 0.01, 0.05),
     }
-    NOMINAL_MACHINE_MEMORY = 64 * GIB  # ratios apply to this when a container has no limit (0)
+    DEFAULT_MACHINE_MEMORY = 64 * GIB  # ratios apply to the machine's memory when a container has no limit (0)
+    # manager/manager.go --update_machine_info_interval: how often cAdvisor reads the machine's info again
+    MACHINE_INFO_INTERVAL_S = 300.0
+    MACHINE_MEMORY = "machine_memory_bytes"
+    MACHINE_LABELS = ("boot_id", "machine_id", "system_uuid")  # as client_golang prints them (sorted)
 
     HELP = {
         "container_cpu_usage_seconds_total": "Cumulative cpu time consumed in seconds.",
@@ -120,6 +133,7 @@ class FakeCadvisor(FakeExporterBase):
         "container_scrape_error": "1 if there was an error while getting container metrics, 0 otherwise",
         "container_spec_memory_limit_bytes": "Memory limit for the container.",
         "container_start_time_seconds": "Start time of the container since unix epoch in seconds.",
+        "machine_memory_bytes": "Amount of memory installed on the machine.",
     }
 
     def __init__(
@@ -134,6 +148,10 @@ class FakeCadvisor(FakeExporterBase):
         model_container: str = "mistral",
         clock: Callable[[], float] = time.time,
         timestamps: bool = True,
+        machine_memory_bytes: int = DEFAULT_MACHINE_MEMORY,
+        machine_id: Optional[str] = None,
+        system_uuid: Optional[str] = None,
+        boot_id: Optional[str] = None,
     ):
         super().__init__(host, port)
         self.containers = tuple(containers)
@@ -150,6 +168,15 @@ class FakeCadvisor(FakeExporterBase):
         imgs.update(images or {})
         self.images = {c: imgs.get(c, f"{c}:latest") for c in self.containers}
         self.docker_labels = {c: dict((docker_labels or {}).get(c, {})) for c in self.containers}
+        self.machine_memory_bytes = int(machine_memory_bytes)
+        # /etc/machine-id (32 hex), /sys/class/dmi/id/product_uuid, /proc/sys/kernel/random/boot_id
+        digest = hashlib.sha256(b"fake-cadvisor/machine").hexdigest()
+        uuid = lambda h: f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"  # noqa: E731
+        self.machine_labels = {
+            "boot_id": boot_id if boot_id is not None else uuid(digest[32:64]),
+            "machine_id": machine_id if machine_id is not None else digest[0:32],
+            "system_uuid": system_uuid if system_uuid is not None else uuid(hashlib.sha256(b"fake-cadvisor/dmi").hexdigest()),
+        }
         now = clock()
         self.start_times = {c: float(int(start_time if start_time is not None else now - 3600)) for c in self.containers}
         # cgroup cpu usage (seconds); lives in the kernel, so it survives cAdvisor restarts
@@ -174,6 +201,7 @@ class FakeCadvisor(FakeExporterBase):
         r.gauge("container_start_time_seconds", h["container_start_time_seconds"], ln)
         r.gauge("go_goroutines", "Number of goroutines that currently exist.")
         r.gauge("go_threads", "Number of OS threads created.")
+        r.gauge(self.MACHINE_MEMORY, h[self.MACHINE_MEMORY], self.MACHINE_LABELS)
         r.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")
         r.gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
         r.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.")
@@ -192,12 +220,14 @@ class FakeCadvisor(FakeExporterBase):
         r = self.registry
         r.clear()
         self.process_start_time = self._clock()
+        self.machine_info_time = self.process_start_time  # read once at start (manager.New)
         r["container_scrape_error"].set((), 0)
         r["go_goroutines"].set((), 40)
         r["go_threads"].set((), 12)
         r["process_cpu_seconds_total"].ensure()
         r["process_resident_memory_bytes"].set((), 62_914_560)
         r["process_start_time_seconds"].set((), round(self.process_start_time, 2))
+        r[self.MACHINE_MEMORY].set(tuple(self.machine_labels[k] for k in self.MACHINE_LABELS), self.machine_memory_bytes)
         for c in self.containers:
             key = self.labels_for(c)
             r["container_start_time_seconds"].set(key, self.start_times[c])
@@ -224,7 +254,7 @@ class FakeCadvisor(FakeExporterBase):
         for c in self.containers:
             s = self.shape_for(c)
             limit = self.memory_limits[c]
-            basis = limit if limit > 0 else self.NOMINAL_MACHINE_MEMORY
+            basis = limit if limit > 0 else self.machine_memory_bytes
             ws = int(s.working_set_ratio * basis)
             usage = min(basis, ws + int(s.cache_ratio * basis))
             key = self.labels_for(c)
@@ -250,6 +280,10 @@ class FakeCadvisor(FakeExporterBase):
             r["container_last_seen"].set(self.labels_for(c), float(int(now)))
         for name in self.STAMPED:
             r[name].timestamp = now if self.timestamps else None
+        # The machine's info is read again on a ticker, not when scraped: its time is the last tick.
+        ticks = max(0, int((now - self.machine_info_time) // self.MACHINE_INFO_INTERVAL_S))
+        self.machine_info_time += ticks * self.MACHINE_INFO_INTERVAL_S
+        r[self.MACHINE_MEMORY].timestamp = self.machine_info_time if self.timestamps else None
         return r.collect()
 
 
