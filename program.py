@@ -14,12 +14,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.alertmanager import Alertmanager, AlertmanagerArgs
+from components.blackbox import Blackbox, BlackboxArgs
 from components.exporters import Cadvisor, DcgmExporter, ExporterArgs
 from components.grafana import Grafana, GrafanaArgs
 from components.mistral import MistralRs, MistralRsArgs
 from components.prometheus import Prometheus, PrometheusArgs
 from llmstack import alertmanager as alertmanager_render
-from llmstack import alerts, dashboards, grafana_alerting, prometheus as prometheus_render, routing
+from llmstack import alerts, dashboards, grafana_alerting, probes, prometheus as prometheus_render, routing
 from llmstack import config as cfgmod
 from llmstack.config import ConfigError, StackConfig
 from llmstack.engines import mistralrs
@@ -133,6 +134,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     )
 
     components: dict[str, Any] = {}
+    if cfg.probes.enabled:
+        components["blackbox"] = Blackbox(
+            "blackbox",
+            BlackboxArgs(
+                config=cfg.probes,
+                env=cfg.env,
+                network_name=network.name,
+                container_name=cfg.container_name("blackbox-exporter"),
+                allow_public_bind=cfg.allow_public_bind,
+                blackbox_yml=probes.render_blackbox_yml(cfg),
+            ),
+        )
     if alertmanager_render.runs_own(cfg):
         components["alertmanager"] = Alertmanager(
             "alertmanager",

@@ -64,7 +64,12 @@ GPU_TEMPERATURE = _s("llm:gpu_temperature_celsius", "celsius", "GPU temperature,
 GPU_POWER = _s("llm:gpu_power_watts", "watt", "GPU power draw, per GPU.")
 CONTAINER_CPU = _s("llm:container_cpu_cores:rate5m", "short", "CPU cores used, per stack container.")
 CONTAINER_MEMORY = _s("llm:container_memory_working_set_bytes", "bytes", "Memory working set, per stack container.")
-CONTAINER_MEMORY_LIMIT = _s("llm:container_memory_limit_bytes", "bytes", "Memory limit, per stack container (absent when unlimited).")
+CONTAINER_MEMORY_LIMIT = _s("llm:container_memory_limit_bytes", "bytes", "Memory limit, per stack container; for a container without a limit, the host's memory.")
+
+# --- black-box probes (llmstack/probes.py), labelled like the engine series plus `probe` -----------
+PROBE_SUCCESS_RATIO = _s("llm:probe_success:ratio5m", "percentunit", "Share of black-box probes that succeeded (a real one-token generation, or /health), per probe.")
+PROBE_SUCCESS_1M = _s("llm:probe_success:max1m", "none", "1 if any probe of its kind succeeded in the last minute, else 0 (alerting).")
+PROBE_DURATION = _s("llm:probe_duration_seconds", "s", "How long the last black-box probe took, queueing included.")
 
 # --- short-window twins, read only by the alerts (llmstack/alerts/inference.py explains why) -----
 LATENCY_P95_1M = _s("llm:request_latency_seconds:p95_1m", "s", "95th percentile end-to-end request latency over 1 minute (alerting).")

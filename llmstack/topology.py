@@ -15,6 +15,7 @@ TARGETS = {
     "dcgm": ("dcgm-exporter", 9400, "/metrics"),
     "grafana": ("grafana", 3000, "/metrics"),
     "alertmanager": ("alertmanager", 9093, "/metrics"),
+    "blackbox": ("blackbox-exporter", 9115, "/metrics"),
 }
 # The Docker container names (cAdvisor's `name` label) follow llmstack-<env>-<component>.
 STACK_CONTAINERS = ("mistral", "prometheus", "grafana")
@@ -42,6 +43,10 @@ ALERTMANAGER_CONFIG_DIR = "/etc/alertmanager"
 ALERTMANAGER_CONFIG_FILE = f"{ALERTMANAGER_CONFIG_DIR}/alertmanager.yml"
 ALERTMANAGER_SECRETS_DIR = f"{ALERTMANAGER_CONFIG_DIR}/secrets"
 ALERTMANAGER_DATA_PATH = "/alertmanager"
+
+# The blackbox exporter, inside the prom/blackbox-exporter image.
+BLACKBOX_CONFIG_FILE = "/etc/blackbox_exporter/config.yml"
+BLACKBOX_PROBE_PATH = "/probe"
 
 # Grafana, inside the grafana/grafana image (GF_PATHS_DATA) and its health endpoint.
 GRAFANA_DATA_PATH = "/var/lib/grafana"

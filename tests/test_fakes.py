@@ -8,12 +8,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from llmstack import config as cfgmod
+from llmstack import probes
 
 from tests.integration.fakes import FakeCadvisor, FakeDcgm, FakeMistral, FakeOllamaMetrics
 from tests.integration.fakes.mistral import NO_HELP
@@ -262,6 +267,146 @@ def test_mistral_http_endpoints(mistral):
     assert "http_requests_total" not in scrape(mistral)
     mistral.metrics_enabled = False
     assert fetch(mistral.url)[0] == 503
+
+
+# POST /v1/completions, as the blackbox exporter's generation probe sends it
+
+COMPLETIONS = {"method": "POST", "path": "/v1/completions"}  # plus model, status
+
+
+def post(url: str, body, timeout: float = 5):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return resp.status, resp.headers.get("Content-Type"), resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def _probe_module(model: str) -> tuple[dict, re.Pattern]:
+    """The body and the expected-answer regexp of the rendered mistral.rs generation probe."""
+    cfg = cfgmod.load_defaults("dev", mistralModelId=model)
+    http = yaml.safe_load(probes.render_blackbox_yml(cfg))["modules"]["mistralrs_generation"]["http"]
+    [pattern] = http["fail_if_body_not_matches_regexp"]
+    return json.loads(http["body"]), re.compile(pattern)
+
+
+def completions_url(m: FakeMistral) -> str:
+    return f"http://127.0.0.1:{m.port}/v1/completions"
+
+
+def test_mistral_completion_answers_the_probe_like_mistralrs(mistral):
+    body, answer = _probe_module(mistral.model)
+    status, ctype, text = post(completions_url(mistral), body)
+    assert (status, ctype) == (200, "application/json")
+    assert answer.search(text), text
+    doc = json.loads(text)
+    # mistralrs-core response.rs CompletionResponse, as pipeline/sampling.rs fills it
+    assert list(doc) == ["id", "choices", "created", "model", "system_fingerprint", "object", "usage"]
+    assert doc["object"] == "text_completion" and doc["model"] == mistral.model and doc["system_fingerprint"] == "local"
+    assert doc["choices"] == [{"finish_reason": "length", "index": 0, "text": "pong", "logprobs": None}]
+    assert doc["usage"]["completion_tokens"] == 1
+    assert doc["usage"]["total_tokens"] == doc["usage"]["prompt_tokens"] + 1
+    assert abs(doc["created"] - time.time()) < 60
+    # counted like any /v1 request (metrics.rs observe_http), and by the engine
+    text = scrape(mistral)
+    assert value(text, "http_requests_total", **COMPLETIONS, model=mistral.model, status="200") == 1
+    assert value(text, "http_request_duration_seconds_count", **COMPLETIONS, model=mistral.model, status="200") == 1
+    assert value(text, "http_request_body_bytes_count", **COMPLETIONS, model=mistral.model) == 1
+    assert value(text, "http_request_body_bytes_sum", **COMPLETIONS, model=mistral.model) == len(json.dumps(body))
+    assert value(text, "http_requests_in_flight", **COMPLETIONS, model=mistral.model) == 0
+    assert value(text, "mistralrs_sequences_completed_total", reason="length") == 1
+    assert value(text, "mistralrs_tokens_processed_total") == 2
+    assert mistral.completions == 1
+    assert_labels_and_buckets(text, MISTRAL_EXPECTED, MISTRAL_BUCKETS)
+    # a second request gets the next sequence id
+    assert json.loads(post(completions_url(mistral), body)[2])["id"] != doc["id"]
+
+
+def test_mistral_completion_refusals(mistral):
+    url = completions_url(mistral)
+    status, ctype, text = post(url, {"model": "other/model", "prompt": "ping"})
+    assert status == 500 and ctype == "application/json" and "not available" in json.loads(text)["message"]
+    assert post(url, {"model": "default", "prompt": "ping"})[0] == 200  # "default": the loaded model
+    assert post(url, {"prompt": "ping", "max_tokens": 0})[0] == 500
+    assert post(url, b"{not json")[0] == 400
+    assert post(url, {"model": mistral.model})[0] == 422  # no prompt
+    assert fetch(url)[0] == 405  # GET on a POST route
+    assert post(mistral.url, {})[0] == 405  # POST on /metrics
+    text = scrape(mistral)
+    assert value(text, "http_requests_total", **COMPLETIONS, model="unknown", status="500") == 1
+    assert value(text, "http_requests_total", **COMPLETIONS, model="unknown", status="400") == 1
+    assert value(text, "http_requests_total", **COMPLETIONS, model=mistral.model, status="200") == 1
+    with pytest.raises(ValueError):
+        mistral.set_generation("slow")
+
+
+def test_mistral_generation_fails_while_metrics_and_health_answer(mistral):
+    body, answer = _probe_module(mistral.model)
+    mistral.set_generation("fail")
+    assert mistral.generation == "fail"
+    status, ctype, text = post(completions_url(mistral), body)
+    assert (status, ctype) == (500, "application/json")
+    assert not answer.search(text) and json.loads(text) == {"message": FakeMistral.GENERATION_ERROR}
+    status, _, health = fetch(f"http://127.0.0.1:{mistral.port}/health")
+    assert (status, health) == (200, "OK")
+    metrics = scrape(mistral)
+    assert value(metrics, "http_requests_total", **COMPLETIONS, model=mistral.model, status="500") == 1
+    assert "reason=\"length\"" not in metrics
+    mistral.set_generation("ok")
+    assert post(completions_url(mistral), body)[0] == 200
+
+
+def test_mistral_generation_hangs_while_metrics_and_health_answer(mistral):
+    body, answer = _probe_module(mistral.model)
+    url = completions_url(mistral)
+    mistral.set_generation("hang")
+    t = time.monotonic()
+    with pytest.raises(OSError):  # urllib's read timeout (socket.timeout / URLError)
+        post(url, body, timeout=0.5)
+    assert time.monotonic() - t < 3
+    # the server still describes itself as healthy, with the hung request in flight
+    assert fetch(f"http://127.0.0.1:{mistral.port}/health")[0] == 200
+    assert value(scrape(mistral), "http_requests_in_flight", **COMPLETIONS, model=mistral.model) == 1
+    # back to "ok": the hung request ends (its client is gone: nothing is written) and is counted
+    mistral.set_generation("ok")
+    deadline = time.monotonic() + 5
+    while mistral.completions < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    text = scrape(mistral)
+    assert value(text, "http_requests_in_flight", **COMPLETIONS, model=mistral.model) == 0
+    assert value(text, "http_requests_total", **COMPLETIONS, model=mistral.model, status="200") == 1
+    status, _, answered = post(url, body)
+    assert status == 200 and answer.search(answered)
+
+
+def test_mistral_hang_is_bounded(mistral):
+    body, _ = _probe_module(mistral.model)
+    mistral.hang_timeout_s = 0.5
+    mistral.set_generation("hang")
+    t = time.monotonic()
+    status, _, text = post(completions_url(mistral), body, timeout=5)
+    assert status == 500 and 0.4 <= time.monotonic() - t < 3
+    assert value(scrape(mistral), "http_request_duration_seconds_count", **COMPLETIONS, model=mistral.model, status="500") == 1
+
+
+def test_mistral_stop_releases_hung_completions():
+    m = FakeMistral()
+    m.start()
+    m.set_generation("hang")
+    body, _ = _probe_module(m.model)
+    errors = []
+    worker = threading.Thread(target=lambda: errors.append(post(completions_url(m), body, timeout=10)[0]), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not value(m.exposition(), "http_requests_in_flight", **COMPLETIONS, model=m.model) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    t = time.monotonic()
+    m.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and time.monotonic() - t < 5
+    assert m.completions == 1
 
 
 def test_mistral_v092_has_no_capacity_gauge():
@@ -558,6 +703,9 @@ CADVISOR_EXPECTED = {
 
 CADVISOR_RUNTIME = ("go_goroutines", "go_threads", "process_cpu_seconds_total", "process_resident_memory_bytes",
                     "process_start_time_seconds")
+# The machine collector (cadvisor v0.53.0 metrics/prometheus_machine.go): the one machine family served.
+MACHINE_MEMORY = ("machine_memory_bytes", "gauge", "Amount of memory installed on the machine.")
+MACHINE_LABELS = {"boot_id", "machine_id", "system_uuid"}  # baseLabelsNames
 UNSTAMPED = ("container_start_time_seconds", "container_spec_memory_limit_bytes", "container_scrape_error")
 
 
@@ -572,12 +720,14 @@ def test_cadvisor_exact():
         c.close()
     assert {n: t for n, t in types(text).items() if n.startswith("container_")} == {
         n: v[0] for n, v in CADVISOR_EXPECTED.items()}
-    assert set(types(text)) - set(CADVISOR_EXPECTED) == set(CADVISOR_RUNTIME)
+    assert set(types(text)) - set(CADVISOR_EXPECTED) == set(CADVISOR_RUNTIME) | {MACHINE_MEMORY[0]}
     assert {n: h for n, h in helps(text).items() if n.startswith("container_")} == {
         n: v[1] for n, v in CADVISOR_EXPECTED.items()}
     base = {"id", "image", "name", "container_label_com_docker_compose_service"}
     for fam in text_string_to_metric_families(text):
         name = exposed_name(fam)
+        if name == MACHINE_MEMORY[0]:
+            continue  # test_cadvisor_machine_memory
         if name not in CADVISOR_EXPECTED:
             assert all(not s.labels and s.timestamp is None for s in fam.samples), name
             continue
@@ -600,6 +750,54 @@ def test_cadvisor_exact():
     assert value(text, "container_start_time_seconds", **_cad_labels(c, "mistral")) == now - 600
     assert value(text, "container_last_seen", **_cad_labels(c, "grafana")) == now
     assert re.search(r"^container_last_seen\{.*\} \S+ 1790000000000$", text, re.M)  # milliseconds on the wire
+
+
+def test_cadvisor_machine_memory():
+    """The host's memory as cAdvisor's machine collector serves it: a gauge with only the machine
+    labels (no container's id, name or image), stamped with the last read of the machine's info, at
+    the process start and then every 5 minutes; and the base of the ratios of a container without a
+    limit."""
+    now = [1_790_000_000.0]
+    c = FakeCadvisor(memory_limit_bytes={"prometheus": 2 * 1024 ** 3}, machine_memory_bytes=128 * 1024 ** 3,
+                     clock=lambda: now[0])
+    c.start()
+    try:
+        text = scrape(c)
+    finally:
+        c.close()
+    name, mtype, help_text = MACHINE_MEMORY
+    assert (types(text)[name], helps(text)[name]) == (mtype, help_text)
+    [sample] = families(text)[name].samples
+    assert set(sample.labels) == MACHINE_LABELS
+    assert re.fullmatch(r"[0-9a-f]{32}", sample.labels["machine_id"])
+    uuid = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    assert re.fullmatch(uuid, sample.labels["system_uuid"]) and re.fullmatch(uuid, sample.labels["boot_id"])
+    assert sample.value == 128 * 1024 ** 3
+    assert float(sample.timestamp) == now[0]
+    assert re.search(r"^machine_memory_bytes\{.*\} \S+ 1790000000000$", text, re.M)  # milliseconds on the wire
+
+    def stamp() -> float:
+        [s] = families(c.exposition())[name].samples
+        return float(s.timestamp)
+
+    # Read again on a 5-minute ticker, not when scraped: the sample is up to 5 minutes old.
+    now[0] += 299
+    assert stamp() == 1_790_000_000
+    now[0] += 1
+    assert stamp() == 1_790_000_300
+    now[0] += 3 * 300 + 42
+    assert stamp() == 1_790_001_200
+    c.restart_process()  # a new cAdvisor reads it at start
+    assert stamp() == now[0]
+    assert all(s.timestamp is None for s in families(FakeCadvisor(timestamps=False).exposition())[name].samples)
+
+    # Without a limit (0) the ratios are of the machine's memory; with one, of the limit.
+    c.set_scenario("memory_pressure")
+    text = c.exposition()
+    m, p = _cad_labels(c, "mistral"), _cad_labels(c, "prometheus")
+    assert value(text, "container_spec_memory_limit_bytes", **m) == 0
+    assert value(text, "container_memory_working_set_bytes", **m) / (128 * 1024 ** 3) == pytest.approx(0.97, abs=0.001)
+    assert value(text, "container_memory_working_set_bytes", **p) / (2 * 1024 ** 3) == pytest.approx(0.05, abs=0.001)
 
 
 def _cad_labels(c: FakeCadvisor, name: str) -> dict:

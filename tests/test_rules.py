@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from llmstack import alerts, engines, prometheus, resources, signals
+from llmstack import alerts, engines, probes, prometheus, resources, signals
 from llmstack.engines import mistralrs
+from llmstack.alerts import probes as probe_alerts
 from llmstack.alerts import resources as resource_alerts
 from tools.stacks import ROOT, stack_config
 from llmstack.config import load_defaults
@@ -60,15 +61,15 @@ def test_thresholds_and_queue_for_come_from_config():
     assert {a.name: a.expr for a in alerts.alert_rules(cfg)} != {a.name: a.expr for a in custom}
 
 
-PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector"}
+PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector", "min_over_time"}
 
 
 def test_alerts_read_only_series_the_stack_produces():
     produced = prometheus.produced_series(CFG)
     for alert in ALERTS:
-        # drop label matchers, `on (...)` label lists and `offset <duration>`; what is left are metric
-        # names and PromQL words
-        expr = re.sub(r"\{[^}]*\}|\b(on|by) \([^)]*\)|\boffset \w+", " ", alert.expr)
+        # drop label matchers, `on (...)` label lists, range selectors and `offset <duration>`; what is
+        # left are metric names and PromQL words
+        expr = re.sub(r"\{[^}]*\}|\b(on|by) \([^)]*\)|\[[^\]]*\]|\boffset \w+", " ", alert.expr)
         names = [n for n in NAME_RE.findall(expr) if n not in PROMQL_WORDS and not n[0].isdigit()]
         assert names or alert.name == "Watchdog", alert.name
         for name in names:
@@ -78,8 +79,9 @@ def test_alerts_read_only_series_the_stack_produces():
 def test_inference_alerts_use_only_shared_schema_series():
     schema_names = {s.name for m in engines.mappings(CFG) for s in m.signals}
     resource = {a.name for a in resource_alerts.alert_rules(CFG)}  # over resource records: tests/test_resources.py
+    probe = {a.name for a in probe_alerts.alert_rules(CFG)}  # over probe records: tests/test_probes.py
     for alert in ALERTS:
-        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "Watchdog") or alert.name in resource:
+        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "Watchdog") or alert.name in resource | probe:
             continue
         names = set(re.findall(r"llm:[a-z0-9_:]+", alert.expr))
         assert names and names <= schema_names, alert.name
@@ -102,11 +104,16 @@ def test_every_record_aggregates_to_the_schema_labels():
     for group in prometheus.recording_groups(CFG):
         if group["name"] == resources.GROUP:
             continue  # per GPU or container: tests/test_resources.py
+        if group["name"] == probes.GROUP:
+            # Probes carry the engine labels plus which probe it was.
+            assert all("by (engine, env, instance, model, probe)" in rule["expr"] for rule in group["rules"])
+            continue
         for rule in group["rules"]:
-            assert "sum by (engine, env, instance, model)" in rule["expr"] or "sum by (le, engine, env, instance, model)" in rule["expr"], rule["record"]
+            # summed, or averaged where summing would be wrong (a utilisation ratio across engine processes)
+            assert re.search(r"(sum|avg) by \((le, )?engine, env, instance, model\)", rule["expr"]), rule["record"]
 
 
-def test_mistral_provides_every_inference_kpi_of_the_issue():
+def test_mistral_provides_every_inference_kpi_the_stack_monitors():
     provided = {s for m in engines.mappings(CFG) if m.engine == "mistralrs" for s in m.signals}
     wanted = {
         signals.REQUESTS_RATE, signals.ERROR_RATIO, signals.LATENCY_P50, signals.LATENCY_P95, signals.LATENCY_P99,

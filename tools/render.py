@@ -14,7 +14,7 @@ from typing import Callable
 import yaml
 
 from llmstack import config as cfgmod
-from llmstack import alertmanager, alerts, dashboards, prometheus
+from llmstack import alertmanager, alerts, dashboards, probes, prometheus
 from llmstack.topology import PROMETHEUS_RULES_SUBDIR
 
 from . import docs
@@ -59,6 +59,7 @@ def _with_sections(path: str, sections: dict[str, Callable[[], str]]) -> Callabl
 def _stack_files(env: str) -> dict[str, Callable[[], str]]:
     base = f"assets/prometheus/{env}"
     files = {f"{base}/prometheus.yml": lambda: prometheus.render_prometheus_yml(stack_config(env))}
+    files[f"assets/blackbox/{env}/blackbox.yml"] = lambda: probes.render_blackbox_yml(stack_config(env))
     for name in prometheus.render_rule_files(stack_config(env)):
         files[f"{base}/{PROMETHEUS_RULES_SUBDIR}/{name}"] = lambda name=name: prometheus.render_rule_files(stack_config(env))[name]
     return files

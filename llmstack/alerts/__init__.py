@@ -2,13 +2,14 @@
 the runbook anchors, the promtool coverage test and the docs' tables all read.
 
 By area: inference.py (latency, TTFT, errors, queue, KV cache, preemptions), targets.py (scrape
-targets down or absent), resources.py (GPU, container memory, TSDB, XID), and the Watchdog here.
+targets down or absent), resources.py (GPU, container memory, TSDB, XID), probes.py (black-box
+generation probes), and the Watchdog here.
 """
 
 from __future__ import annotations
 
 from ..config import StackConfig
-from . import inference, resources, targets
+from . import inference, probes, resources, targets
 from .base import AlertRule, alert
 
 WATCHDOG = "Watchdog"
@@ -28,7 +29,7 @@ def _watchdog(cfg: StackConfig) -> AlertRule:
 
 def alert_rules(cfg: StackConfig) -> list[AlertRule]:
     """Every alert the stack defines, in a stable order."""
-    return [*inference.alert_rules(cfg), *targets.alert_rules(cfg), *resources.alert_rules(cfg), _watchdog(cfg)]
+    return [*inference.alert_rules(cfg), *targets.alert_rules(cfg), *resources.alert_rules(cfg), *probes.alert_rules(cfg), _watchdog(cfg)]
 
 
 __all__ = ["WATCHDOG", "AlertRule", "alert_rules"]

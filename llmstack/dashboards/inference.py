@@ -63,6 +63,10 @@ def build() -> dict:
                 Query(sel(s.CONTAINER_MEMORY_LIMIT, RESOURCE_FILTER)),
             ], width=16),
         ]),
+        ("Black-box probes: the server seen from outside", [
+            timeseries("Probe success (5m)", [s.PROBE_SUCCESS_RATIO], [Query(sel(s.PROBE_SUCCESS_RATIO), "{{probe}} {{instance}}")], width=12),
+            timeseries("Probe latency", [s.PROBE_DURATION], [Query(sel(s.PROBE_DURATION), "{{probe}} {{instance}}")], width=12),
+        ]),
         ("Alerts", [firing_alerts()]),
     ]
     return dashboard(

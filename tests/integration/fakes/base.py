@@ -6,6 +6,8 @@ from __future__ import annotations
 import bisect
 import http.server
 import ipaddress
+import select
+import socket
 import threading
 from itertools import accumulate
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
@@ -160,6 +162,16 @@ class Carry:
 # loopback HTTP serving
 
 Response = Tuple[int, str, bytes]
+MAX_REQUEST_BODY_BYTES = 1 << 20  # POST bodies the fakes read; larger (or unreadable lengths) get 413
+
+
+def client_gone(conn: socket.socket) -> bool:
+    """Whether the peer has closed the connection (an EOF is waiting): a client that timed out."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _check_loopback(host: str) -> None:
@@ -182,7 +194,8 @@ class FakeExporterBase(Collector):
     """start/stop/port/url/scenario/clock plumbing shared by every fake.
 
     Subclasses define ``SCENARIOS``, ``_advance_locked(seconds)`` and ``_reset_process_locked()``,
-    keep their metrics in ``self.registry`` (or override ``collect()``) and may extend ``_routes()``.
+    keep their metrics in ``self.registry`` (or override ``collect()``) and may extend ``_routes()``
+    (GET) and ``_post_routes()`` (POST).
     State changes and collection happen under ``self._lock``.
     """
 
@@ -216,8 +229,31 @@ class FakeExporterBase(Collector):
                 protocol_version = "HTTP/1.0"
 
                 def do_GET(self):  # noqa: N802 (http.server API)
-                    route = fake._routes().get(self.path.split("?", 1)[0])
-                    status, ctype, body = route() if route else (404, "text/plain; charset=utf-8", b"")
+                    path = self.path.split("?", 1)[0]
+                    route = fake._routes().get(path)
+                    if route:
+                        self._answer(*route())
+                    else:
+                        self._answer(405 if path in fake._post_routes() else 404, "text/plain; charset=utf-8", b"")
+
+                def do_POST(self):  # noqa: N802 (http.server API)
+                    path = self.path.split("?", 1)[0]
+                    route = fake._post_routes().get(path)
+                    if not route:
+                        self._answer(405 if path in fake._routes() else 404, "text/plain; charset=utf-8", b"")
+                        return
+                    try:
+                        length = int(self.headers.get("Content-Length") or 0)
+                    except ValueError:
+                        length = -1
+                    if not 0 <= length <= MAX_REQUEST_BODY_BYTES:
+                        self._answer(413, "text/plain; charset=utf-8", b"request body too large")
+                        return
+                    answer = route(self.rfile.read(length), self.connection)
+                    if answer is not None:  # None: the client went away, nothing to write
+                        self._answer(*answer)
+
+                def _answer(self, status, ctype, body):
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(body)))
@@ -334,6 +370,11 @@ class FakeExporterBase(Collector):
     # -- HTTP ---------------------------------------------------------------------------------
     def _routes(self) -> Dict[str, Callable[[], Response]]:
         return {"/metrics": self._metrics_response}
+
+    def _post_routes(self) -> Dict[str, Callable[[bytes, socket.socket], Optional[Response]]]:
+        """POST routes: called with the request body and the connection (see `client_gone`); an
+        answer of None writes nothing (the client has gone)."""
+        return {}
 
     def _metrics_response(self) -> Response:
         with self._lock:

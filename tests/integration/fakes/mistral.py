@@ -1,4 +1,5 @@
-"""Fake mistral.rs ``mistralrs serve`` HTTP endpoint: ``/metrics``, ``/health`` and ``/v1/models``.
+"""Fake mistral.rs ``mistralrs serve`` HTTP endpoint: ``/metrics``, ``/health``, ``/v1/models`` and
+``POST /v1/completions``.
 
 Upstream followed (read from source, nothing copied):
 
@@ -30,6 +31,22 @@ Upstream followed (read from source, nothing copied):
   - ``mistralrs-server-core/src/handlers.rs`` + ``openai.rs``: ``/health`` answers ``OK``;
     ``/v1/models`` lists a ``default`` card and then each model with ``status`` ("loaded").
   - ``docs/src/content/docs/guides/deploy/observability.mdx`` (metric tables).
+  - ``POST /v1/completions`` (main 9e922623), non-streaming only:
+    ``mistralrs-server-core/src/completions.rs`` (``completions``, ``parse_request``: the model
+    must be ``default`` or a loaded one, else ``util.rs``'s ``validate_model_name`` error;
+    ``max_tokens: 0`` is refused; errors become ``CompletionResponder::InternalError``, HTTP 500),
+    ``handler_core.rs`` (``JsonError``: the error body is ``{"message": ...}``),
+    ``mistralrs-core/src/response.rs`` (``CompletionResponse``: id, choices, created, model,
+    system_fingerprint = ``SYSTEM_FINGERPRINT`` "local", object, usage; ``CompletionChoice``:
+    finish_reason, index, text, logprobs; ``Usage``) and ``pipeline/sampling.rs`` (id = the
+    sequence id, object ``"text_completion"``, model = the pipeline's name). The answer is always
+    the one token ``"pong"`` with finish_reason ``"length"``. ``metrics.rs``'s ``observe_http``
+    counts the request like any non-housekeeping route: ``http_requests_total`` /
+    ``http_request_duration_seconds`` with ``path="/v1/completions"``, ``http_requests_in_flight``
+    while it runs, ``http_request_body_bytes``; its ``model`` label is the body's ``model`` when
+    that model is loaded, the default model for ``default`` or none, else ``unknown``.
+    ``set_generation("fail" | "hang")`` breaks generation while ``/metrics`` and ``/health`` keep
+    answering: every completion gets a 500, or no answer until ``hang_timeout_s`` (then a 500).
 
 * Rendering: upstream uses the crate ``metrics-exporter-prometheus`` 0.18.3 (locked in v0.9.2's
   ``Cargo.lock``); this fake renders with prometheus_client instead. Names, types, labels, label
@@ -54,11 +71,13 @@ Faithfulness notes:
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
-from .base import Carry, FakeExporterBase, Registry, spread
+from .base import Carry, FakeExporterBase, Registry, Response, client_gone, spread
 
 UPSTREAM_V092 = "v0.9.2"
 UPSTREAM_MAIN = "main"
@@ -68,10 +87,17 @@ UPSTREAM_COMMITS = {
 }
 
 SCENARIOS = ("healthy", "latency_regression", "error_burst", "queue_saturation", "kv_cache_exhaustion", "idle")
+# What POST /v1/completions does: answer, fail with a 500, or hang (see FakeMistral.set_generation).
+GENERATION_MODES = ("ok", "fail", "hang")
 
 NO_HELP = "mistral.rs serves no HELP for this metric"
 
 CAPACITY = "capacity"  # sentinel for Shape.running: "as many as the engine's capacity"
+
+
+def _json_error(message: str, status: int = 500) -> Response:
+    """CompletionResponder::InternalError: handler_core.rs's JsonError, `{"message": ...}`."""
+    return status, "application/json", json.dumps({"message": message}, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -100,6 +126,11 @@ class FakeMistral(FakeExporterBase):
 
     METHOD = "POST"
     CHAT_PATH = "/v1/chat/completions"
+    COMPLETIONS_PATH = "/v1/completions"
+    GENERATION_MODES = GENERATION_MODES
+    # The error a failing generation answers with (an engine error surfaces as InternalError, 500).
+    GENERATION_ERROR = "Model failed with error: the fake's generation is switched off (set_generation('fail'))"
+    COMPLETION_TEXT = "pong"
 
     HTTP_REQUEST_DURATION_BUCKETS = (
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -186,6 +217,11 @@ class FakeMistral(FakeExporterBase):
         self.kv_blocks_total = int(kv_blocks_total)
         self.upstream = upstream
         self.metrics_enabled = True  # False: /metrics answers 503 like --disable-metrics
+        self._generation = "ok"
+        self._release = threading.Event()  # set: hung completions stop waiting
+        self.hang_timeout_s = 60.0  # the longest a hung completion waits before its 500
+        self.completions = 0  # POST /v1/completions answered (any status)
+        self._seq_id = 0
         self._build_registry()
         self._reset_process_locked()
 
@@ -289,12 +325,124 @@ class FakeMistral(FakeExporterBase):
         if e:
             r["mistralrs_prefix_cache_evictions_total"].inc((), e)
 
+    # -- generation switch --------------------------------------------------------------------
+    @property
+    def generation(self) -> str:
+        return self._generation
+
+    def set_generation(self, mode: str) -> None:
+        """What POST /v1/completions does from now on: "ok" answers one token; "fail" answers HTTP 500
+        with an error body; "hang" answers nothing until the mode changes or `hang_timeout_s` passes
+        (then as the mode then says; still hanging: the 500). /metrics and /health are unaffected."""
+        if mode not in GENERATION_MODES:
+            raise ValueError(f"unknown generation mode {mode!r}; expected one of {GENERATION_MODES}")
+        with self._lock:
+            if mode == "hang" and self._generation != "hang":
+                self._release = threading.Event()
+            elif mode != "hang":
+                self._release.set()
+            self._generation = mode
+
+    def stop(self) -> None:
+        self._release.set()  # hung completions answer (or find their client gone) and end
+        super().stop()
+
     # -- routes -------------------------------------------------------------------------------
     def _routes(self):
         routes = super()._routes()
         routes["/health"] = lambda: (200, "text/plain; charset=utf-8", b"OK")
         routes["/v1/models"] = self._models_response
         return routes
+
+    def _post_routes(self):
+        routes = super()._post_routes()
+        routes[self.COMPLETIONS_PATH] = self._completions_response
+        return routes
+
+    def _model_label(self, request) -> str:
+        """metrics.rs resolve_model_label for a `model` field: default or none -> the default model."""
+        model = request.get("model") if isinstance(request, dict) else None
+        if not isinstance(model, str) or model in ("", "default"):
+            return self.model if isinstance(request, dict) else "unknown"
+        return model if model == self.model else "unknown"
+
+    def _completions_response(self, body: bytes, conn: socket.socket) -> Optional[Response]:
+        start = time.monotonic()
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        label = self._model_label(request)
+        key = (self.METHOD, self.COMPLETIONS_PATH, label)
+        r = self.registry
+        with self._lock:
+            in_flight = r["http_requests_in_flight"]
+            in_flight.set(key, in_flight.series.get(key, 0.0) + 1)
+            r["http_request_body_bytes"].observe(key, len(body))
+            mode, release = self._generation, self._release
+        answer = self._refused(request)  # the HTTP layer and parse_request answer whatever the engine does
+        if answer is None and mode == "hang":
+            release.wait(self.hang_timeout_s)
+            with self._lock:
+                mode = self._generation
+        status, ctype, payload = answer or self._generate(request, "fail" if mode == "hang" else mode)
+        with self._lock:
+            in_flight = r["http_requests_in_flight"]
+            in_flight.set(key, in_flight.series.get(key, 1.0) - 1)
+            r["http_requests_total"].inc(key + (str(status),))
+            r["http_request_duration_seconds"].observe(key + (str(status),), time.monotonic() - start)
+            self.completions += 1
+        return None if client_gone(conn) else (status, ctype, payload)
+
+    def _refused(self, request) -> Optional[Response]:
+        """The answer to a request that never reaches the engine, or None."""
+        if not isinstance(request, dict) or not isinstance(request.get("prompt"), str):
+            # axum's Json extractor: unparsable JSON (400), or not a CompletionRequest (422)
+            return 422 if isinstance(request, dict) else 400, "text/plain; charset=utf-8", b"Failed to deserialize the JSON body"
+        model = request.get("model", "default")
+        if model not in ("default", self.model):
+            message = (f"Requested model '{model}' is not available. Available models: {self.model}. "
+                       "Use 'default' to use the default model.")
+            return _json_error(message)
+        if request.get("max_tokens") == 0:
+            return _json_error("max_tokens must be at least 1.")
+        return None
+
+    def _generate(self, request: dict, mode: str) -> Response:
+        """The engine's answer: one token, or the error of a failing generation."""
+        if mode == "fail":
+            return _json_error(self.GENERATION_ERROR)
+        with self._lock:
+            self._seq_id += 1
+            seq_id = self._seq_id
+            prompt_tokens = max(1, len(request["prompt"].split()))
+            r = self.registry
+            r["mistralrs_tokens_processed_total"].inc((), prompt_tokens + 1)
+            r["mistralrs_sequences_completed_total"].inc(("length",))
+        return 200, "application/json", json.dumps(self.completion_json(seq_id, prompt_tokens), separators=(",", ":")).encode()
+
+    def completion_json(self, seq_id: int = 0, prompt_tokens: int = 1) -> dict:
+        """A CompletionResponse (mistralrs-core response.rs) of the one token COMPLETION_TEXT."""
+        prompt_s, completion_s = 0.01, 0.02
+        return {
+            "id": str(seq_id),
+            "choices": [{"finish_reason": "length", "index": 0, "text": self.COMPLETION_TEXT, "logprobs": None}],
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": "local",
+            "object": "text_completion",
+            "usage": {
+                "completion_tokens": 1,
+                "prompt_tokens": prompt_tokens,
+                "total_tokens": prompt_tokens + 1,
+                "avg_tok_per_sec": (prompt_tokens + 1) / (prompt_s + completion_s),
+                "avg_prompt_tok_per_sec": prompt_tokens / prompt_s,
+                "avg_compl_tok_per_sec": 1 / completion_s,
+                "total_time_sec": prompt_s + completion_s,
+                "total_prompt_time_sec": prompt_s,
+                "total_completion_time_sec": completion_s,
+            },
+        }
 
     def _metrics_response(self):
         if not self.metrics_enabled:
