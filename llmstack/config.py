@@ -696,6 +696,98 @@ class AlertmanagerConfig:
         return not self.urls
 
 
+_OLLAMA_PROBE_RE = re.compile(
+    r"(?P<model>[A-Za-z0-9][A-Za-z0-9._:/-]{0,127})@(?P<address>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:(?P<port>[0-9]{1,5}))",
+    re.ASCII,
+)
+
+
+class OllamaProbeKind(Kind):
+    def problem(self, raw):
+        match = _OLLAMA_PROBE_RE.fullmatch(raw)
+        if not match or not 1 <= int(match["port"]) <= 65535:
+            return "expected MODEL@HOST:PORT: a model Ollama serves, and Ollama's API address (port 1 to 65535)"
+        return None
+
+    def allowed(self):
+        return "MODEL@HOST:PORT"
+
+
+@dataclass(frozen=True)
+class OllamaProbe:
+    model: str
+    address: str  # host:port of Ollama's own API
+
+
+_ENGINE_TARGET_RE = re.compile(
+    r"(?P<model>[A-Za-z0-9][A-Za-z0-9._:/-]{0,127})@"
+    r"(?P<address>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?:(?P<port>[0-9]{1,5}))"
+    r"(?P<path>(?:/[A-Za-z0-9._~-]+)+)?",
+    re.ASCII,
+)
+
+
+@dataclass(frozen=True)
+class EngineTarget:
+    """An existing inference server the stack scrapes: the model it serves and its metrics endpoint."""
+
+    model: str
+    address: str  # host:port
+    metrics_path: str
+
+
+class EngineTargetKind(Kind):
+    def problem(self, raw):
+        match = _ENGINE_TARGET_RE.fullmatch(raw)
+        if not match or not 1 <= int(match["port"]) <= 65535:
+            return "expected MODEL@HOST:PORT[/PATH]: the model the server serves, and its metrics address (port 1 to 65535)"
+        return None
+
+    def allowed(self):
+        return "MODEL@HOST:PORT[/PATH]"
+
+
+def parse_engine_target(item: str) -> EngineTarget:
+    match = _ENGINE_TARGET_RE.fullmatch(item)
+    return EngineTarget(model=match["model"], address=match["address"], metrics_path=match["path"] or "/metrics")
+
+
+def _engine_targets(key: str, engine: str, how: str) -> Any:
+    return knob(key, StringList(EngineTargetKind()), [], f"Existing {engine} servers to scrape, each MODEL@HOST:PORT[/PATH] ({how}).")
+
+
+@dataclass(frozen=True)
+class EnginesConfig:
+    """Existing servers of the other engines the stack maps into the shared schema (llmstack/engines/)."""
+
+    vllm_targets: tuple[EngineTarget, ...] = _engine_targets("vllmTargets", "vLLM", "vllm serve exports /metrics on its API port")
+    tgi_targets: tuple[EngineTarget, ...] = _engine_targets("tgiTargets", "Hugging Face TGI", "text-generation-launcher exports /metrics on its API port")
+    llamacpp_targets: tuple[EngineTarget, ...] = _engine_targets("llamacppTargets", "llama.cpp", "llama-server started with --metrics")
+
+
+@dataclass(frozen=True)
+class ProbesConfig:
+    enabled: bool = knob("probesEnabled", Boolean(), True, "Run the blackbox exporter and probe every server with a real, one-token generation (and /health).")
+    image: str = knob("blackboxImage", Image(), "prom/blackbox-exporter:v0.23.0", "Blackbox exporter image, pinned by tag or digest.")
+    interval: str = knob("probeInterval", Duration("30s", "1m"), "30s", "How often each server is probed (each probe is a real request).")
+    # A generation probe may wait behind queued requests; the timeout allows for that.
+    timeout: str = knob("probeTimeout", Duration("5s", "1m"), "25s", "How long a generation probe may take, queueing included; at most probeInterval.")
+    latency_warning_seconds: int = knob(
+        "alertProbeLatencyWarningSeconds",
+        Integer(1, 59),
+        10,
+        "Generation probe latency (a one-token completion, queueing included) that raises a warning; below the probe timeout.",
+    )
+    ollama_targets: tuple[OllamaProbe, ...] = knob(
+        "ollamaProbeTargets",
+        StringList(OllamaProbeKind()),
+        [],
+        "Ollama APIs to probe, each MODEL@HOST:PORT (the host as in ollamaTargets, so probes and metrics share an instance).",
+    )
+    publish_address: str = knob("blackboxPublishAddress", Address(), "127.0.0.1", f"Host address the blackbox exporter is published on. {_PUBLIC_WHY}")
+    publish_port: int = knob("blackboxPublishPort", PORT, 9115, "Host port of the blackbox exporter.")
+
+
 @dataclass(frozen=True)
 class ExportersConfig:
     cadvisor_image: str = knob("cadvisorImage", Image(), "ghcr.io/google/cadvisor:v0.53.0", "cAdvisor image, pinned by tag or digest.")
@@ -720,6 +812,8 @@ class StackConfig:
     alerting: AlertingConfig
     alertmanager: AlertmanagerConfig
     exporters: ExportersConfig
+    probes: ProbesConfig
+    engines: EnginesConfig
     retain_data_on_delete: bool = knob("retainDataOnDelete", AutoBool(), "auto", "Keep the data volumes when the stack is destroyed: auto (true on prod), true or false.")
     # The one switch for a non-loopback publish address; the policy pack reads its label.
     allow_public_bind: bool = knob("allowPublicBind", Boolean(), False, "Allow publishing ports on an address other than 127.0.0.1 (the policy pack refuses it in prod without this).")
@@ -814,6 +908,11 @@ def load(source: ConfigSource, env: str) -> StackConfig:
 
     # Values whose form the kinds keep as text, and the `auto` switches.
     v["ollamaTargets"] = tuple(parse_ollama_target(i) for i in v["ollamaTargets"] if not OllamaTargetKind().problem(i))
+    for key in ("vllmTargets", "tgiTargets", "llamacppTargets"):
+        v[key] = tuple(parse_engine_target(i) for i in v[key] if not EngineTargetKind().problem(i))
+    v["ollamaProbeTargets"] = tuple(
+        OllamaProbe(m["model"], m["address"]) for i in v["ollamaProbeTargets"] if (m := _OLLAMA_PROBE_RE.fullmatch(i))
+    )
     for key in ("grafanaUrl", "alertSlackChannel", "alertWebhookUser", "alertHeartbeatUrl", "alertmanagerBasicAuthUser",
                 "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpAuthUser"):
         v[key] = v[key] or None
@@ -840,6 +939,8 @@ def published(cfg: StackConfig) -> list[tuple[str, str, int]]:
     ]
     if cfg.grafana.provisioned:
         out.append(("grafanaPublishAddress", cfg.grafana.publish_address, cfg.grafana.publish_port))
+    if cfg.probes.enabled:
+        out.append(("blackboxPublishAddress", cfg.probes.publish_address, cfg.probes.publish_port))
     if cfg.alerting.delivery != "grafana" and cfg.alertmanager.provisioned:
         out.append(("alertmanagerPublishAddress", cfg.alertmanager.publish_address, cfg.alertmanager.publish_port))
     return out
@@ -903,6 +1004,11 @@ def _check_across_keys(cfg: StackConfig, problems: Problems) -> None:
     if cfg.grafana.url and cfg.grafana.auth is None and not problems.has("grafanaAuth"):
         problems.add("grafanaAuth", "is required when grafanaUrl is set: a Grafana service-account token, stored with --secret")
     _check_delivery(cfg, problems)
+    probes = cfg.probes
+    if not problems.has("probeTimeout") and duration_seconds(probes.timeout) > duration_seconds(probes.interval):
+        problems.add("probeTimeout", f"got {probes.timeout!r}; must not exceed probeInterval ({probes.interval})")
+    if probes.latency_warning_seconds >= duration_seconds(probes.timeout) and not problems.has("probeTimeout"):
+        problems.add("alertProbeLatencyWarningSeconds", f"got {probes.latency_warning_seconds}; must be below probeTimeout ({probes.timeout}), or a slow probe fails instead of warning")
     contact_keys = ("alertSlackUrl", "alertEmailAddresses", "alertWebhookUrl", "alertPagerdutyKey")
     external_only = a.delivery == "alertmanager" and not cfg.alertmanager.provisioned
     if external_only and any((a.slack_url, a.email_addresses, a.webhook_url, a.pagerduty_key)):

@@ -14,7 +14,7 @@ from typing import Optional
 
 import yaml
 
-from . import alertmanager, alerts, engines, resources
+from . import alertmanager, alerts, engines, probes, resources
 from .config import StackConfig
 from .scrape import ScrapeJob
 from .topology import PROMETHEUS_RULES_SUBDIR
@@ -31,7 +31,7 @@ _BUILTIN_SERIES = frozenset({"up", "scrape_*", "ALERTS", "ALERTS_FOR_STATE"})
 
 
 def scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
-    return [*engines.scrape_jobs(cfg), *resources.scrape_jobs(cfg)]
+    return [*engines.scrape_jobs(cfg), *resources.scrape_jobs(cfg), *probes.scrape_jobs(cfg)]
 
 
 def recording_groups(cfg: StackConfig) -> list[dict]:
@@ -39,7 +39,9 @@ def recording_groups(cfg: StackConfig) -> list[dict]:
     return [
         {"name": f"llm-schema-{m.name}", "rules": [{"record": signal.name, "expr": expr} for signal, expr in m.signals.items()]}
         for m in engines.mappings(cfg)
-    ] + [{"name": resources.GROUP, "rules": [r.prometheus_rule() for r in resources.records(cfg)]}]
+    ] + [{"name": resources.GROUP, "rules": [r.prometheus_rule() for r in resources.records(cfg)]}] + (
+        [{"name": probes.GROUP, "rules": [r.prometheus_rule() for r in probes.records(cfg)]}] if cfg.probes.enabled else []
+    )
 
 
 def alerting_groups(cfg: StackConfig) -> list[dict]:

@@ -122,7 +122,7 @@ def test_a_stack_without_ollama_targets_records_ollama_rules_but_watches_no_olla
     groups = [g["name"] for g in prometheus.recording_groups(DEV)]
     assert groups[:3] == ["llm-schema-mistralrs", "llm-schema-ollama-norskhelsenett", "llm-schema-ollama-http"]
     by_name = {a.name: a for a in alerts.alert_rules(DEV)}
-    assert by_name["LLMTargetDown"].expr == 'up{job=~"mistral|ollama-http|ollama-norskhelsenett"} == 0'
+    assert by_name["LLMTargetDown"].expr == 'up{job=~"llamacpp|mistral|ollama-http|ollama-norskhelsenett|tgi|vllm"} == 0'
     assert "ollama" not in by_name["LLMTargetAbsent"].expr
     absent = {a.name: a for a in alerts.alert_rules(CFG)}["LLMTargetAbsent"].expr
     assert 'absent(up{job="ollama-norskhelsenett", env="dev"})' in absent

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import yaml
 
-from llmstack import alerts, prometheus, topology
+from llmstack import alerts, engines, prometheus, topology
 from llmstack.config import duration_seconds
 from tools.stacks import ROOT, STACK_FILES, stack_config
 from tools import detection_times
@@ -182,11 +182,16 @@ def _input_series() -> tuple:
     return tuple(out)
 
 
+# Engines the dev stack does not scrape: each engine's own tests (tests/test_<engine>.py) check its
+# series against a stack that does.
+UNSCRAPED_ON_DEV = {m.engine for m in engines.mappings(stack_config("dev")) if not m.enabled(stack_config("dev"))}
+
+
 def test_input_series_are_only_what_the_scrape_job_keeps():
     produced = prometheus.produced_series(stack_config("dev"))
     for group, name, labels in _input_series():
-        if labels.get("engine") == "ollama":
-            continue  # dev scrapes no Ollama: tests/test_ollama.py checks these against a stack that does
+        if labels.get("engine") in UNSCRAPED_ON_DEV:
+            continue
         if labels.get("job") == "dcgm":
             continue  # dev has no GPU: tests/test_resources.py checks these against prod
         assert prometheus.is_produced(name, produced), f"{group}: {name} would be dropped at scrape time"
@@ -208,8 +213,10 @@ def test_mistral_series_carry_the_scrape_jobs_labels():
     for group, name, labels in _input_series():
         if labels.get("job") in ("prometheus", "cadvisor", "dcgm"):
             continue  # not the mistral target's series: tests/test_resources.py checks the exporters'
-        if labels.get("engine") == "ollama":
-            continue  # the Ollama jobs' labels: tests/test_ollama.py
+        if labels.get("engine") in UNSCRAPED_ON_DEV:
+            continue  # their jobs' labels: tests/test_<engine>.py
+        if labels.get("job", "").startswith("probe-"):
+            continue  # the probe jobs' labels: tests/test_probes.py
         for key, value in TARGET_LABELS.items():
             assert labels.get(key) == value, f"{group}: {name} {labels}"
         if name.startswith(("mistral_http_", "mistralrs_time_to_first_token", "mistralrs_inter_token")):

@@ -16,7 +16,7 @@ from typing import Callable
 from llmstack import alerts, config as cfgmod, engines, prometheus, resources, topology
 from llmstack.alerts import resources as resource_alerts
 from llmstack.alerts.base import AlertRule, runbook_anchor
-from llmstack.config import OllamaTarget, StackConfig
+from llmstack.config import EngineTarget, OllamaTarget, StackConfig
 from llmstack.engines import EngineMapping, mistralrs, ollama
 
 from .stacks import stack_config
@@ -122,11 +122,20 @@ EXAMPLE_OLLAMA_TARGETS = {"norskhelsenett": "ollama-metrics.internal:8080", "htt
 _LLM_NAME_RE = re.compile(r"llm:[a-z0-9_:]+")
 
 
+# An example server per other engine, likewise.
+EXAMPLE_ENGINE_TARGETS = {
+    "vllm_targets": EngineTarget("meta-llama/Llama-3.1-8B-Instruct", "vllm.internal:8000", "/metrics"),
+    "tgi_targets": EngineTarget("mistralai/Mistral-7B-Instruct-v0.3", "tgi.internal:8080", "/metrics"),
+    "llamacpp_targets": EngineTarget("qwen2.5-7b-instruct-q4_k_m", "llamacpp.internal:8080", "/metrics"),
+}
+
+
 def example_config() -> StackConfig:
-    """The dev stack's config with one Ollama target of every exporter kind."""
+    """The dev stack's config with one target of every Ollama exporter kind and every other engine."""
     cfg = stack_config("dev")
     targets = tuple(OllamaTarget(e, EXAMPLE_OLLAMA_TARGETS[e], ollama.METRICS_PATH) for e in cfgmod.OLLAMA_EXPORTERS)
-    return dataclasses.replace(cfg, prometheus=dataclasses.replace(cfg.prometheus, ollama_targets=targets))
+    others = dataclasses.replace(cfg.engines, **{k: (t,) for k, t in EXAMPLE_ENGINE_TARGETS.items()})
+    return dataclasses.replace(cfg, prometheus=dataclasses.replace(cfg.prometheus, ollama_targets=targets), engines=others)
 
 
 def alert_can_fire(alert: AlertRule, mapping: EngineMapping) -> bool:

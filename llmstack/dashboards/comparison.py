@@ -1,12 +1,14 @@
-"""The engine comparison dashboard ("Mistral.rs vs Ollama"): the same KPIs side by side per engine.
+"""The engine comparison dashboard: the same KPIs side by side for every engine present.
 
 Each KPI once per engine (legend {{engine}}): rates and counts summed over an engine's instances,
 latencies and ratios as the worst instance. Only llm:* series, so a new engine needs no change here.
+The engine variable picks any set of engines; a link on the dashboard opens Mistral.rs vs Ollama.
 """
 
 from __future__ import annotations
 
 from .. import signals as s
+from ..engines import mistralrs, ollama
 from ..signals import Signal
 from .panels import RESOURCE_FILTER, Panel, Query, dashboard, firing_alerts, sel, stat, timeseries
 
@@ -40,6 +42,13 @@ def build() -> dict:
             _by_engine("Requests in flight", s.IN_FLIGHT, "sum"),
             _by_engine("Queue depth", s.QUEUE_DEPTH, "sum"),
             _by_engine("KV-cache utilisation", s.KV_CACHE_UTILISATION, "max"),
+            timeseries(
+                "Saturation: running sequences / capacity",
+                [s.RUNNING, s.CAPACITY],
+                [Query(f"max by (engine) ({sel(s.RUNNING)} / on (engine, env, instance, model) {sel(s.CAPACITY)})", "{{engine}}")],
+                note="The busiest instance of each engine; 1 means every sequence slot is taken.",
+                width=24,
+            ),
         ]),
         ("Model", [
             stat("Model load time", s.MODEL_LOAD_SECONDS,
@@ -47,10 +56,18 @@ def build() -> dict:
         ]),
         ("Alerts", [firing_alerts()]),
     ]
+    pair = f"var-engine={mistralrs.ENGINE}&var-engine={ollama.ENGINE}"
     return dashboard(
         UID,
-        "Mistral.rs vs Ollama",
-        "The same inference KPIs side by side per engine, from the shared llm:* schema only.",
+        "LLM engines compared",
+        "The same inference KPIs side by side for every engine present (pick them with the engine variable), from the shared llm:* schema only.",
         sections,
         default_engine=None,
+        links=[{
+            "title": "Mistral.rs vs Ollama",
+            "type": "link",
+            "url": f"/d/{UID}?{pair}",
+            "keepTime": True,
+            "tooltip": "This dashboard with the engine variable set to mistralrs and ollama",
+        }],
     )

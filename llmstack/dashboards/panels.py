@@ -222,7 +222,7 @@ def templating(default_engine: Optional[str]) -> dict:
     }
 
 
-def dashboard(uid: str, title: str, description: str, sections, default_engine: Optional[str]) -> dict:
+def dashboard(uid: str, title: str, description: str, sections, default_engine: Optional[str], links: Sequence[dict] = ()) -> dict:
     return {
         "uid": uid,
         "title": title,
@@ -235,7 +235,7 @@ def dashboard(uid: str, title: str, description: str, sections, default_engine: 
         "timezone": "",
         "schemaVersion": SCHEMA_VERSION,
         "annotations": {"list": []},
-        "links": [],
+        "links": list(links),
         "templating": templating(default_engine),
         "panels": layout(sections),
     }

@@ -9,10 +9,10 @@ keep-lists, alerts and dashboards follow from the mappings.
 from __future__ import annotations
 
 from ..config import StackConfig
-from . import mistralrs, ollama
+from . import llamacpp, mistralrs, ollama, tgi, vllm
 from .base import EngineMapping
 
-ENGINES = (mistralrs, ollama)
+ENGINES = (mistralrs, ollama, vllm, tgi, llamacpp)
 
 
 def mappings(cfg: StackConfig) -> list[EngineMapping]:
@@ -36,4 +36,4 @@ def engine_jobs(cfg: StackConfig, scraped_only: bool = True) -> list[str]:
     return sorted({m.job for m in mappings(cfg) if m.enabled(cfg) or not scraped_only})
 
 
-__all__ = ["ENGINES", "EngineMapping", "engine_jobs", "mappings", "mistralrs", "ollama", "raw_metrics_for_job", "scrape_jobs"]
+__all__ = ["ENGINES", "EngineMapping", "engine_jobs", "llamacpp", "mappings", "mistralrs", "ollama", "raw_metrics_for_job", "scrape_jobs", "tgi", "vllm"]

@@ -9,12 +9,14 @@ docs/, and which alerts can fire for which engine.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Sequence
 
 from .. import signals as s
-from ..config import StackConfig
+from ..config import EngineTarget, StackConfig
 from ..promql import Promql, selected_metrics
+from ..scrape import ScrapeJob, keep_only, set_label
 from ..signals import SHORT_WINDOW, WINDOW, Signal
 
 
@@ -70,3 +72,37 @@ def latency_signals(p: Promql, histogram: str, *matchers: str) -> dict[Signal, s
         s.LATENCY_P99: p.quantile(0.99, histogram, WINDOW, *matchers),
         s.LATENCY_P95_1M: p.quantile(0.95, histogram, SHORT_WINDOW, *matchers),
     }
+
+
+def existing_servers_job(
+    cfg: StackConfig,
+    job: str,
+    engine: str,
+    targets: Sequence[EngineTarget],
+    kept: frozenset[str],
+    renames: Sequence[dict] = (),
+) -> list[ScrapeJob]:
+    """The scrape job of an engine's existing servers (none without targets): each target labelled
+    with its `instance` (its host, or host:port where two share a host) and the `model` it serves,
+    every series with `engine` and `env`, `renames` (metric relabel rules) applied, and only what the
+    engine's mapping reads kept."""
+    targets = list(dict.fromkeys(targets))  # a target listed twice is scraped once
+    if not targets:
+        return []
+    per_host = Counter(t.address.rsplit(":", 1)[0] for t in targets)
+    static_configs = []
+    for t in targets:
+        host = t.address.rsplit(":", 1)[0]
+        labels = {"instance": host if per_host[host] == 1 else t.address, "model": t.model}
+        if t.metrics_path != "/metrics":
+            labels["__metrics_path__"] = t.metrics_path  # a target label wins over the job's metrics_path
+        static_configs.append({"targets": [t.address], "labels": labels})
+    config = {
+        "job_name": job,
+        "metrics_path": "/metrics",
+        "static_configs": static_configs,
+        # The target's `model` wins over a label of the same name the server exports (kept as exported_model).
+        "relabel_configs": [set_label("engine", engine), set_label("env", cfg.env)],
+        "metric_relabel_configs": [*renames, keep_only(kept)],
+    }
+    return [ScrapeJob(config=config, series=kept)]

@@ -54,10 +54,15 @@ from llmstack import config as cfgmod
 from llmstack import alerts, dashboards, engines, prometheus, signals, topology
 from llmstack.engines import mistralrs
 from tests.integration.fakes import FakeCadvisor, FakeDcgm, FakeMistral, FakeOllamaMetrics
+from tests.integration.fakes.llamacpp import FakeLlamaCpp
+from tests.integration.fakes.tgi import FakeTgi
+from tests.integration.fakes.vllm import FakeVllm
 from tests.integration.promserver import PrometheusServer, QueryError, free_port, wait_until
 
 # --- knobs ------------------------------------------------------------------------------------
-INTERVAL = "500ms"  # scrape, evaluation and scrape timeout
+# The model each of the other engines' fakes serves (its `model` label comes from the target).
+OTHER_MODELS = {"vllm": "meta-llama/Llama-3.1-8B-Instruct", "tgi": "mistralai/Mistral-7B-Instruct-v0.3", "llamacpp": "qwen2.5-7b-instruct-q4_k_m"}
+INTERVAL = "500ms"  # scrape, evaluation and scrape timeout, set in the rendered config (below the 1s config allows)
 TIME_SCALE = 20  # every rule window and `for` is divided by this (see the module docstring)
 POLL_S = 0.5
 MARGIN_S = 20.0  # slack on top of the computed `for` + window, for a loaded 2-core machine
@@ -151,6 +156,14 @@ def rewrite_targets(doc: dict, addresses: dict[str, str]) -> dict:
                     )
                 new.append(mapped)
             static["targets"] = new
+    return doc
+
+
+def compressed(doc: dict, addresses: dict[str, str]) -> dict:
+    """The config as this test runs it: targets on loopback, and the global intervals compressed like
+    the rules (the stack's config refuses sub-second intervals, so they are set here, not rendered)."""
+    doc = rewrite_targets(doc, addresses)
+    doc["global"] = {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL, "scrape_timeout": INTERVAL}
     return doc
 
 
@@ -337,14 +350,15 @@ def live(tmp_path_factory):
         # Fakes first: their ports go into the config (Ollama) and the target rewrite.
         http_fake = FakeOllamaMetrics(flavour="http")
         nh = FakeOllamaMetrics(flavour="norskhelsenett")
-        for fake in (http_fake, nh):
+        # Every other engine the stack maps, one server each, serving healthy traffic all along.
+        others = {"vllm": FakeVllm(model=OTHER_MODELS["vllm"]), "tgi": FakeTgi(), "llamacpp": FakeLlamaCpp()}
+        for fake in (http_fake, nh, *others.values()):
             fake.start()
             stack.callback(fake.close)
         cfg = cfgmod.load_defaults(
             "dev",
-            scrapeInterval=INTERVAL,
-            evaluationInterval=INTERVAL,
-            scrapeTimeout=INTERVAL,
+            # The probes have a live test of their own (test_live_probes.py), with a blackbox exporter.
+            probesEnabled="false",
             # The GPU flavour, so the DCGM job is rendered (dev has no GPU otherwise), and a memory
             # limit, so container memory has something to be measured against.
             mistralImageFlavour="cuda",
@@ -354,6 +368,7 @@ def live(tmp_path_factory):
             alertGpuMemoryCriticalPercent=95,
             alertContainerMemoryCriticalPercent=95,
             ollamaTargets=json.dumps([f"http@127.0.0.1:{http_fake.port}", f"norskhelsenett@127.0.0.1:{nh.port}"]),
+            **{f"{engine}Targets": json.dumps([f"{OTHER_MODELS[engine]}@127.0.0.1:{fake.port}"]) for engine, fake in others.items()},
         )
         mistral = FakeMistral(model=cfg.mistral.model_id, capacity=cfg.mistral.max_seqs, upstream="v0.9.2")
         containers = {c: cfg.container_name(c) for c in topology.STACK_CONTAINERS}
@@ -370,7 +385,7 @@ def live(tmp_path_factory):
         for fake in (mistral, cadvisor, dcgm):
             fake.start()
             stack.callback(fake.close)
-        for fake in (mistral, cadvisor, dcgm, http_fake, nh):
+        for fake in (mistral, cadvisor, dcgm, http_fake, nh, *others.values()):
             fake.set_scenario("healthy")
             fake.run_clock(FAKE_TICK_S)
 
@@ -378,7 +393,7 @@ def live(tmp_path_factory):
         prom_port = free_port()
         rendered = yaml.safe_load(prometheus.render_prometheus_yml(cfg))
         fakes = {"mistral": mistral, "cadvisor": cadvisor, "dcgm": dcgm}
-        live_doc = rewrite_targets(rendered, in_network_addresses(fakes, prom_port))
+        live_doc = compressed(rendered, in_network_addresses(fakes, prom_port))
 
         config_path = str(root / "prometheus.yml")
         rules_dir = root / topology.PROMETHEUS_RULES_SUBDIR
@@ -407,7 +422,7 @@ def live(tmp_path_factory):
         stack.callback(server.stop)
         server.start(port=prom_port)
         if server.port != prom_port:  # lost the port in a race: point the self-scrape at the new one
-            state.config_doc = rewrite_targets(rendered, in_network_addresses(fakes, server.port))
+            state.config_doc = compressed(rendered, in_network_addresses(fakes, server.port))
             state.write_config(state.config_doc)
             server.reload()
         yield state
@@ -635,8 +650,11 @@ def test_rewrite_targets_refuses_a_target_without_a_loopback_fake():
 
 
 def test_config_is_the_rendered_one_with_loopback_targets(live: Live):
-    """Only target addresses differ from the render, and every target is on loopback."""
+    """Only target addresses and the compressed global intervals differ from the render, and every
+    target is on loopback."""
     rendered, loaded = copy.deepcopy(live.rendered_doc), copy.deepcopy(live.config_doc)
+    assert loaded.pop("global") == {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL, "scrape_timeout": INTERVAL}
+    rendered.pop("global")
     for doc in (rendered, loaded):
         for job in doc["scrape_configs"]:
             for static in job.get("static_configs") or []:
@@ -749,13 +767,38 @@ def test_every_alert_expression_returns_data(live: Live, timeline: Timeline, ver
     assert sorted(e for e, s in seen.items() if not s.phases and e not in exempt) == []
 
 
+def test_the_comparison_dashboard_shows_every_engine_that_has_the_signal(live: Live, timeline: Timeline):
+    """All five engines at once: each comparison panel returns a series for every engine whose
+    mapping records what the panel reads, and for no other."""
+    board = dashboards.comparison.build()
+    values = _variable_values(board)
+    mappings = engines.mappings(live.cfg)
+    missing = {}
+    for panel in _panels(board["panels"]):
+        for t in panel.get("targets") or []:
+            expr = t.get("expr") or ""
+            read = set(re.findall(r"llm:[a-z0-9_:]+", expr))
+            if "by (engine)" not in expr or not read <= {s.name for m in mappings for s in m.signals}:
+                continue  # not a per-engine KPI (alerts, model load time)
+            expected = {m.engine for m in mappings if read <= {s.name for s in m.signals}}
+            got = {r["metric"].get("engine") for r in live.prom.query_range(interpolate(expr, values), timeline.start, timeline.end, INTERVAL_S)}
+            if got != expected:
+                missing[panel["title"]] = (sorted(expected - got), sorted(got - expected))
+    assert missing == {}
+    assert {"mistralrs", "ollama", "vllm", "tgi", "llamacpp"} <= {m.engine for m in mappings}
+
+
 def test_every_dashboard_query_evaluates_and_returns_data(live: Live, timeline: Timeline, version_gaps):
     queries = dashboard_queries()
     assert queries
     seen = seen_over_run(live, timeline, [q.expr for q in queries])
     assert {q.where: seen[q.expr].error for q in queries if seen[q.expr].error} == {}
     exempt = _cannot_have_data(live, {q.where: q.expr for q in queries}, version_gaps)
-    assert sorted(q.where for q in queries if not seen[q.expr].phases and q.where not in exempt) == []
+    # The probe panels read records this run does not have: its stack runs without probes
+    # (test_live_probes.py runs them against a real blackbox exporter).
+    unrecorded = {q.where for q in queries if set(re.findall(r"llm:[a-z0-9_:]+", q.expr)) - set(live.records)}
+    assert all("Probe" in where for where in unrecorded), unrecorded
+    assert sorted(q.where for q in queries if not seen[q.expr].phases and q.where not in set(exempt) | unrecorded) == []
 
 
 def test_model_load_time_is_measured(live: Live, timeline: Timeline):
