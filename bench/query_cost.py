@@ -231,7 +231,7 @@ def dashboard_queries(dashboard: dict, step: int, ds_interval: int, range_s: int
     return out
 
 
-_RECORDED = re.compile(r"(llm:[A-Za-z0-9_:]+)(\{[^}]*\})?")
+_RECORDED = re.compile(r"(?<![A-Za-z0-9_:])(llm:[A-Za-z0-9_:]+)(\{[^}]*\})?")  # not the `llm:` inside `vllm:`
 _RAW_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 
 

@@ -119,7 +119,7 @@ def resource_alert_table() -> str:
 
 # An example address per exporter kind, for the config the docs show.
 EXAMPLE_OLLAMA_TARGETS = {"norskhelsenett": "ollama-metrics.internal:8080", "http": "10.0.0.7:9000"}
-_LLM_NAME_RE = re.compile(r"llm:[a-z0-9_:]+")
+_LLM_NAME_RE = re.compile(r"(?<![a-z0-9_:])llm:[a-z0-9_:]+")  # not the `llm:` inside `vllm:`
 
 
 # An example server per other engine, likewise.
