@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .alerts import WATCHDOG, AlertRule
+from .alerts import WATCHDOG, AlertRule, inference
 from .config import StackConfig
 
 GRAFANA, ALERTMANAGER = "grafana", "alertmanager"
@@ -118,21 +118,11 @@ def _family_inhibitions(alerts: Sequence[AlertRule]) -> list[Inhibition]:
     return out
 
 
-# Instance alerts a dead or vanished target makes meaningless: no traffic reaches its series.
-_INSTANCE_ALERTS = (
-    "LLMHighRequestLatencyWarning|LLMHighRequestLatencyCritical|LLMHighTimeToFirstToken|"
-    "LLMHighErrorRatioWarning|LLMHighErrorRatioCritical|LLMQueueSaturated|"
-    "LLMKVCacheExhaustionWarning|LLMKVCacheExhaustionCritical|LLMSequencesPreempted"
-)
-
-
-def _target_inhibitions(alerts: Sequence[AlertRule]) -> list[Inhibition]:
-    names = {a.name for a in alerts}
-    wanted = _INSTANCE_ALERTS.split("|")
-    missing = [n for n in wanted if n not in names]
-    if missing:
-        raise ValueError(f"inhibitions name alerts that do not exist: {missing}")
-    target = (("alertname", "=~", _INSTANCE_ALERTS),)
+def _target_inhibitions(cfg: StackConfig) -> list[Inhibition]:
+    # The inference alerts are the instance alerts a dead or vanished target makes meaningless: no
+    # traffic reaches its series.
+    instance_alerts = "|".join(a.name for a in inference.alert_rules(cfg))
+    target = (("alertname", "=~", instance_alerts),)
     return [
         Inhibition((("alertname", "=", "LLMTargetDown"),), target, INSTANCE_LABELS),
         # absent() knows no instance: while a whole job is gone, its environment's instance alerts are moot.
@@ -179,5 +169,5 @@ def routing(cfg: StackConfig, alerts: Sequence[AlertRule], path: str) -> Routing
         group_interval=a.group_interval,
         repeat_interval=a.repeat_interval,
         mute_timing=None if heartbeat else f"{prefix}-always",
-        inhibitions=tuple(_family_inhibitions(alerts) + _target_inhibitions(alerts)),
+        inhibitions=tuple(_family_inhibitions(alerts) + _target_inhibitions(cfg)),
     )
