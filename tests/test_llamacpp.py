@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmstack import alerts, config as cfgmod, engines, prometheus, signals, topology
 from llmstack.alerts.base import runbook_anchor
 from llmstack.engines import llamacpp
+from tests.promtool_inputs import input_series, load
 from tests.harness import run_stack
 from tests.integration.fakes.llamacpp import COUNTERS, GAUGES, SCENARIOS, UNSUFFIXED_COUNTERS, FakeLlamaCpp, round6
 from tests.integration.promserver import PrometheusServer, wait_until
@@ -246,26 +247,12 @@ def test_the_scenarios_show_what_llama_cpp_can_show():
 # The promtool file: input series shaped like the fake's output after the job
 # ---------------------------------------------------------------------------------------------
 
-SERIES_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}$")
-LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
-
-def load(path: str) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
 
 
 @functools.lru_cache(maxsize=1)
 def llamacpp_input_series() -> tuple:
-    out = []
-    for group in load(TEST_FILE)["tests"]:
-        for s in group.get("input_series") or []:
-            m = SERIES_RE.match(s["series"])
-            assert m, s["series"]
-            labels = dict(LABEL_RE.findall(m["labels"]))
-            if labels.get("engine") == "llamacpp":
-                out.append((group["name"], m["name"], labels))
-    return tuple(out)
+    return input_series([TEST_FILE], engine="llamacpp")
 
 
 def test_the_input_series_are_what_the_job_stores_with_the_jobs_labels():

@@ -24,6 +24,7 @@ from llmstack import alerts, engines, prometheus, signals, topology
 from llmstack.engines import ollama
 from llmstack.alerts.base import runbook_anchor
 from tools.docs import alert_can_fire
+from tests.promtool_inputs import LABEL_RE, input_series, load
 from tests.harness import run_stack, stack_config_values
 from tests.integration.fakes.ollama import FakeOllamaMetrics
 from tests.integration.promserver import PrometheusServer, wait_until
@@ -188,28 +189,13 @@ def test_promtool_check_config_accepts_the_rendered_config(targets, tmp_path):
 # The promtool files: input series shaped like each exporter's output after its job
 # ---------------------------------------------------------------------------------------------
 
-SERIES_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}$")
-LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 FAKES = {exporter: FakeOllamaMetrics(flavour=exporter) for exporter in cfgmod.OLLAMA_EXPORTERS}
 
-
-def load(path: str) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
 
 
 @functools.lru_cache(maxsize=1)
 def ollama_input_series() -> tuple:
-    out = []
-    for path in OLLAMA_TEST_FILES:
-        for group in load(path)["tests"]:
-            for s in group.get("input_series") or []:
-                m = SERIES_RE.match(s["series"])
-                assert m, s["series"]
-                labels = dict(LABEL_RE.findall(m["labels"]))
-                if labels.get("engine") == "ollama":
-                    out.append((group["name"], m["name"], labels))
-    return tuple(out)
+    return input_series(OLLAMA_TEST_FILES, engine="ollama")
 
 
 def test_there_are_ollama_promtool_files_with_series_of_both_exporters():

@@ -22,6 +22,7 @@ from tools.stacks import ROOT, STACK_FILES, stack_config
 from tools import detection_times
 from tools.detection_times import measured_detections, reads_recording_rules
 from tools.sections import replace_section
+from tests.promtool_inputs import input_series
 from tests.integration.fakes.mistral import FakeMistral
 
 PROMTOOL = shutil.which("promtool")
@@ -165,21 +166,12 @@ UPSTREAM_BUCKETS = {
     "mistralrs_time_to_first_token_seconds": FakeMistral.TTFT_BUCKETS,
     "mistralrs_inter_token_latency_seconds": FakeMistral.ITL_BUCKETS,
 }
-SERIES_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}$")
-LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 TARGET_LABELS = {"engine": "mistralrs", "env": "dev", "instance": "mistral-inference", "job": "mistral", "model": "Qwen/Qwen3-0.6B"}
 
 
 @functools.lru_cache(maxsize=1)
 def _input_series() -> tuple:
-    out = []
-    for path in TEST_FILES:
-        for group in load_tests(path).get("tests") or []:
-            for s in group.get("input_series") or []:
-                m = SERIES_RE.match(s["series"])
-                assert m, s["series"]
-                out.append((group.get("name"), m["name"], dict(LABEL_RE.findall(m["labels"]))))
-    return tuple(out)
+    return input_series(TEST_FILES)
 
 
 # Engines the dev stack does not scrape: each engine's own tests (tests/test_<engine>.py) check its

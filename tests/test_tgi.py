@@ -26,6 +26,7 @@ from llmstack.config import load_defaults
 from llmstack.engines import tgi
 from llmstack.alerts.base import runbook_anchor
 from tools.docs import alert_can_fire
+from tests.promtool_inputs import input_series, load
 from tests.integration.fakes.tgi import DURATION_BUCKETS, FakeTgi
 from tests.integration.promserver import PrometheusServer, wait_until
 
@@ -240,27 +241,13 @@ def test_each_scenario_shows_in_the_series_the_rules_read(scenario):
 # tgi_test.yaml: input series shaped like TGI's output after the job
 # ---------------------------------------------------------------------------------------------
 
-SERIES_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}$")
-LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 FAKE = FakeTgi()
 
-
-def load(path: str = TEST_FILE) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
 
 
 @functools.lru_cache(maxsize=1)
 def tgi_input_series() -> tuple:
-    out = []
-    for group in load()["tests"]:
-        for s in group.get("input_series") or []:
-            m = SERIES_RE.match(s["series"])
-            assert m, s["series"]
-            labels = dict(LABEL_RE.findall(m["labels"]))
-            if labels.get("engine") == "tgi":
-                out.append((group["name"], m["name"], labels))
-    return tuple(out)
+    return input_series([TEST_FILE], engine="tgi")
 
 
 def _family(name: str):
@@ -274,7 +261,7 @@ def _family(name: str):
 
 
 def test_the_promtool_file_loads_the_dev_rules_and_names_no_canonical_group():
-    doc = load()
+    doc = load(TEST_FILE)
     assert doc["rule_files"] == ["../../assets/prometheus/dev/rules/llm-recording.yml", "../../assets/prometheus/dev/rules/llm-alerts.yml"]
     assert not [g["name"] for g in doc["tests"] if g["name"].startswith("fires:")]
     assert tgi_input_series()
@@ -313,7 +300,7 @@ FIRES_RE = re.compile(r"^tgi: (?P<alert>\w+) fires on .+ \(onset [0-9a-z]+\)$")
 
 def test_every_alert_tgis_records_can_raise_fires_for_it():
     found = set()
-    for group in load()["tests"]:
+    for group in load(TEST_FILE)["tests"]:
         m = FIRES_RE.match(group["name"])
         if not m:
             continue

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmstack import alerts, config as cfgmod, engines, prometheus, signals, topology
 from llmstack.alerts.base import runbook_anchor
 from llmstack.engines import vllm
+from tests.promtool_inputs import input_series, load
 from tests.integration.fakes.vllm import UPSTREAMS, FakeVllm
 from tests.integration.promserver import PrometheusServer, wait_until
 from tools.docs import alert_can_fire
@@ -202,27 +203,13 @@ def test_the_fake_labels_its_series_as_vllm_does():
 # The promtool file: input series shaped like vLLM's output after the job
 # ---------------------------------------------------------------------------------------------
 
-SERIES_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\}$")
-LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 FAKES = {u: FakeVllm(upstream=u) for u in UPSTREAMS}
 
 
-def load(path: str) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
-
 
 @functools.lru_cache(maxsize=1)
-def input_series() -> tuple:
-    out = []
-    for group in load(TEST_FILE)["tests"]:
-        for s in group.get("input_series") or []:
-            m = SERIES_RE.match(s["series"])
-            assert m, s["series"]
-            labels = dict(LABEL_RE.findall(m["labels"]))
-            if labels.get("engine") == "vllm":
-                out.append((group["name"], m["name"], labels))
-    return tuple(out)
+def vllm_input_series() -> tuple:
+    return input_series([TEST_FILE], engine="vllm")
 
 
 def _family(name: str):
@@ -244,8 +231,8 @@ def test_the_promtool_file_loads_the_dev_rules():
 
 def test_input_series_are_what_the_job_stores_with_the_jobs_labels():
     produced = prometheus.produced_series(CFG)
-    assert input_series()
-    for group, name, labels in input_series():
+    assert vllm_input_series()
+    for group, name, labels in vllm_input_series():
         assert {k: labels.get(k) for k in TARGET_LABELS} == TARGET_LABELS, f"{group}: {name}"
         assert prometheus.is_produced(name, produced), f"{group}: {name} would be dropped at scrape time"
         own = set(labels) - set(TARGET_LABELS) - {"le"}
@@ -265,7 +252,7 @@ def test_input_series_are_what_the_job_stores_with_the_jobs_labels():
 
 def test_histograms_have_exactly_vllms_buckets():
     seen: dict = {}
-    for group, name, labels in input_series():
+    for group, name, labels in vllm_input_series():
         if name.endswith("_bucket"):
             key = (group, name, tuple(sorted((k, v) for k, v in labels.items() if k != "le")))
             seen.setdefault(key, []).append(float(labels["le"]))
