@@ -548,7 +548,9 @@ def _target_down(s: Setup, warning_labels: dict) -> tuple[Incident, Injected]:
         td = _wait(lambda: _am_alert(s, TARGET_DOWN), 10, f"{TARGET_DOWN} in Alertmanager's API")
         # Two alerts as Prometheus would send them: for the down instance, and for another one.
         now = time.time()
-        target = dict(warning_labels)
+        # An extra label keeps them apart from Prometheus's own, resolved warning of the burst, which
+        # Prometheus keeps re-sending as resolved and which would otherwise overwrite the target's.
+        target = {**warning_labels, "injected": "true"}
         assert target["instance"] == td["labels"]["instance"] and target["env"] == td["labels"]["env"], (target, td["labels"])
         control = {**target, "instance": CONTROL_INSTANCE}
         annotations = s.states.alerts[WARNING]["annotations"]
