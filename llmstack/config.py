@@ -216,6 +216,24 @@ class Choice(Kind):
         return "one of " + ", ".join(self.options)
 
 
+@dataclass(frozen=True)
+class Objective(Kind):
+    """An SLO objective in percent, or `auto` (resolved per env by the loader)."""
+
+    minimum: float
+    maximum: float
+
+    def problem(self, raw):
+        if raw == "auto":
+            return None
+        if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3})?", raw) or not self.minimum <= float(raw) <= self.maximum:
+            return f"expected auto or a percentage {self.allowed()}"
+        return None
+
+    def allowed(self):
+        return f"from {self.minimum:g} to {self.maximum:g} with at most 3 decimals, or auto"
+
+
 class Boolean(Kind):
     schema_type = "boolean"
 
@@ -802,6 +820,50 @@ class ExportersConfig:
     )
 
 
+# The SLO window, and the burn rates (multiples of the budget's even spend) that page and ticket,
+# each over a long window confirmed by a short one: the SRE workbook's multi-window,
+# multi-burn-rate alerts (llmstack/slo.py, llmstack/alerts/slo.py).
+SLO_PERIOD = "30d"
+# Below this objective a 14.4x burn would need more than every request to fail: the page could never fire.
+_MIN_OBJECTIVE = 95.0
+_MAX_OBJECTIVE = 99.99
+# The latency thresholds every latency histogram the stack reads has a bucket bound at (mistral.rs's
+# HTTP duration, vLLM's end-to-end latency, the Ollama exporters'); tests/test_slo.py checks each.
+SLO_LATENCY_THRESHOLDS = ("1", "5", "10", "30", "60")
+SLO_AUTO = {"availability": {"prod": 99.5, "other": 99.0}, "latency": {"prod": 99.0, "other": 95.0}}
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    availability_objective: float = knob(
+        "sloAvailabilityObjective",
+        Objective(_MIN_OBJECTIVE, _MAX_OBJECTIVE),
+        "auto",
+        f"Share of inference requests (percent) that must not end in a 5xx, over {SLO_PERIOD}. auto: "
+        f"{SLO_AUTO['availability']['prod']:g} on prod, {SLO_AUTO['availability']['other']:g} elsewhere. "
+        f"At least {_MIN_OBJECTIVE:g}, or the 14.4x burn-rate page could never fire.",
+    )
+    latency_objective: float = knob(
+        "sloLatencyObjective",
+        Objective(_MIN_OBJECTIVE, _MAX_OBJECTIVE),
+        "auto",
+        f"Share of inference requests (percent) that must finish within sloLatencyThresholdSeconds, over {SLO_PERIOD}. "
+        f"auto: {SLO_AUTO['latency']['prod']:g} on prod, {SLO_AUTO['latency']['other']:g} elsewhere.",
+    )
+    latency_threshold_seconds: str = knob(
+        "sloLatencyThresholdSeconds",
+        Choice(SLO_LATENCY_THRESHOLDS),
+        "30",
+        "End-to-end latency a request must stay within to count as good for the latency SLO. One of the bucket "
+        "bounds every engine's latency histogram shares, so the share is read exactly from the buckets.",
+    )
+
+    @property
+    def objectives(self) -> dict[str, float]:
+        """SLO name -> objective as a ratio (0.995)."""
+        return {"availability": self.availability_objective / 100, "latency": self.latency_objective / 100}
+
+
 @dataclass(frozen=True)
 class StackConfig:
     env: str  # the stack name: not a knob, it becomes every series' env label
@@ -814,6 +876,7 @@ class StackConfig:
     exporters: ExportersConfig
     probes: ProbesConfig
     engines: EnginesConfig
+    slo: SloConfig
     retain_data_on_delete: bool = knob("retainDataOnDelete", AutoBool(), "auto", "Keep the data volumes when the stack is destroyed: auto (true on prod), true or false.")
     # The one switch for a non-loopback publish address; the policy pack reads its label.
     allow_public_bind: bool = knob("allowPublicBind", Boolean(), False, "Allow publishing ports on an address other than 127.0.0.1 (the policy pack refuses it in prod without this).")
@@ -919,6 +982,8 @@ def load(source: ConfigSource, env: str) -> StackConfig:
     uses_gpu = v["mistralImageFlavour"] == "cuda"
     v["dcgmExporterEnabled"] = uses_gpu if v["dcgmExporterEnabled"] == "auto" else v["dcgmExporterEnabled"] == "true"
     v["retainDataOnDelete"] = env == "prod" if v["retainDataOnDelete"] == "auto" else v["retainDataOnDelete"] == "true"
+    for key, slo in (("sloAvailabilityObjective", "availability"), ("sloLatencyObjective", "latency")):
+        v[key] = SLO_AUTO[slo]["prod" if env == "prod" else "other"] if v[key] == "auto" else float(v[key])
     config = _build(StackConfig, v, env)
 
     _check_across_keys(config, problems)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import yaml
 
-from . import alertmanager, alerts, engines, probes, resources
+from . import alertmanager, alerts, engines, probes, resources, slo
 from .config import StackConfig
 from .scrape import ScrapeJob
 from .topology import PROMETHEUS_RULES_SUBDIR
@@ -39,7 +39,7 @@ def recording_groups(cfg: StackConfig) -> list[dict]:
     return [
         {"name": f"llm-schema-{m.name}", "rules": [{"record": signal.name, "expr": expr} for signal, expr in m.signals.items()]}
         for m in engines.mappings(cfg)
-    ] + [{"name": resources.GROUP, "rules": [r.prometheus_rule() for r in resources.records(cfg)]}] + (
+    ] + [{"name": slo.GROUP, "rules": slo.records(cfg)}] + [{"name": resources.GROUP, "rules": [r.prometheus_rule() for r in resources.records(cfg)]}] + (
         [{"name": probes.GROUP, "rules": [r.prometheus_rule() for r in probes.records(cfg)]}] if cfg.probes.enabled else []
     )
 

@@ -41,4 +41,24 @@ class Promql:
         return self.by(f"rate({self.sel(metric, *matchers)}[{window}])")
 
     def quantile(self, q: float, histogram: str, window: str, *matchers: str) -> str:
-        return f"histogram_quantile({q}, sum by (le, {BY}) (rate({self.sel(histogram + '_bucket', *matchers)}[{window}])))"
+        # A quantile of no requests is NaN, and NaN >= 0 is false: an idle window records nothing,
+        # so panels show "no data" and alerts compare nothing, instead of NaN.
+        return f"histogram_quantile({q}, sum by (le, {BY}) (rate({self.sel(histogram + '_bucket', *matchers)}[{window}]))) >= 0"
+
+    def max_resets(self, counter: str, window: str, *matchers: str) -> str:
+        """Restarts seen over `window`: every series of a counter resets when the process restarts,
+        so the most resets of any one series counts each restart once."""
+        return f"max by ({BY}) (resets({self.sel(counter, *matchers)}[{window}]))"
+
+
+def share(part: str, whole: str) -> str:
+    """`part / whole`, absent rather than NaN when `whole` is 0 (no traffic)."""
+    return f"{part} / ({whole} > 0)"
+
+
+def le_matcher(bound: str) -> str:
+    """A bucket bound as stored: exporters write `30` or `30.0`, and Prometheus 3 normalises to `30.0`."""
+    value = float(bound)
+    forms = {bound, f"{value:g}", repr(value)}
+    return 'le=~"' + "|".join(sorted(f.replace(".", "[.]") for f in forms)) + '"'
+

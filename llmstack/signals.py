@@ -53,6 +53,7 @@ RUNNING = _s("llm:sequences_running", "short", "Sequences being decoded right no
 CAPACITY = _s("llm:sequences_capacity", "short", "The most sequences the engine runs at once.")
 KV_CACHE_UTILISATION = _s("llm:kv_cache_utilisation:ratio", "percentunit", "Share of KV-cache blocks in use.")
 PREEMPTIONS_RATE = _s("llm:preemptions:rate5m", "short", "Sequences preempted per second for lack of KV cache.")
+RESTARTS = _s("llm:restarts:resets5m", "short", "Server restarts seen in the last 5 minutes, as resets of its request counter (0 when none).")
 PREFIX_CACHE_HIT_RATIO = _s("llm:prefix_cache_hit_ratio:rate5m", "percentunit", "Share of prefix-cache lookups that hit.")
 MODEL_LOAD_SECONDS = _s("llm:model_load_seconds", "s", "Seconds from container start until the server first answered a scrape (model download and load).")
 
@@ -74,7 +75,22 @@ PROBE_DURATION = _s("llm:probe_duration_seconds", "s", "How long the last black-
 # --- short-window twins, read only by the alerts (llmstack/alerts/inference.py explains why) -----
 LATENCY_P95_1M = _s("llm:request_latency_seconds:p95_1m", "s", "95th percentile end-to-end request latency over 1 minute (alerting).")
 TTFT_P95_1M = _s("llm:ttft_seconds:p95_1m", "s", "95th percentile time to first token over 1 minute (streamed requests; alerting).")
+PREEMPTIONS_RATE_1M = _s("llm:preemptions:rate1m", "short", "Sequences preempted per second over 1 minute (alerting).")
 ERROR_RATIO_1M = _s("llm:request_error_ratio:rate1m", "percentunit", "Share of inference requests that ended in a 5xx over 1 minute (alerting).")
+
+# --- service level objectives (llmstack/slo.py) ---------------------------------------------------
+SLO_LATENCY_REQUESTS_RATE = _s(
+    "llm:slo_latency_requests:rate5m", "reqps", "Inference requests per second the latency histogram counted (the latency SLO's total)."
+)
+SLO_LATENCY_SLOW_RATE = _s(
+    "llm:slo_latency_slow:rate5m", "reqps", "Of those, requests per second slower than the latency SLO's threshold (its bad events)."
+)
+# The SRE workbook's alerting windows. Each burn-rate record is labelled `slo` (availability, latency).
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+SLO_BURN_RATES = {
+    w: _s(f"llm:slo_burn_rate:{w}", "none", f"How fast the SLO's error budget burns over {w}: the share of bad requests over the budget's share (1: the budget lasts exactly its 30 days).")
+    for w in SLO_WINDOWS
+}
 
 # --- helpers of the resource records and alerts ------------------------------------------------
 LOAD_START = _s(
@@ -95,4 +111,4 @@ TSDB_RETENTION_USED = _s(
     "Prometheus's TSDB on disk (blocks, WAL, head chunks) against its retention size.",
 )
 
-ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal))
+ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal)) + tuple(SLO_BURN_RATES.values())

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from llmstack import alerts, engines, probes, prometheus, resources, signals
+from llmstack import alerts, engines, probes, prometheus, resources, signals, slo
 from llmstack.engines import mistralrs
 from llmstack.alerts import probes as probe_alerts
 from llmstack.alerts import resources as resource_alerts
@@ -61,7 +61,7 @@ def test_thresholds_and_queue_for_come_from_config():
     assert {a.name: a.expr for a in alerts.alert_rules(cfg)} != {a.name: a.expr for a in custom}
 
 
-PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector", "min_over_time"}
+PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector", "min_over_time", "max", "changes", "avg_over_time", "time", "timestamp"}
 
 
 def test_alerts_read_only_series_the_stack_produces():
@@ -77,11 +77,11 @@ def test_alerts_read_only_series_the_stack_produces():
 
 
 def test_inference_alerts_use_only_shared_schema_series():
-    schema_names = {s.name for m in engines.mappings(CFG) for s in m.signals}
+    schema_names = {s.name for m in engines.mappings(CFG) for s in m.signals} | {r["record"] for r in slo.records(CFG)}
     resource = {a.name for a in resource_alerts.alert_rules(CFG)}  # over resource records: tests/test_resources.py
     probe = {a.name for a in probe_alerts.alert_rules(CFG)}  # over probe records: tests/test_probes.py
     for alert in ALERTS:
-        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "Watchdog") or alert.name in resource | probe:
+        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "LLMTargetFlapping", "Watchdog") or alert.name in resource | probe:
             continue
         names = set(re.findall(r"llm:[a-z0-9_:]+", alert.expr))
         assert names and names <= schema_names, alert.name
@@ -104,13 +104,18 @@ def test_every_record_aggregates_to_the_schema_labels():
     for group in prometheus.recording_groups(CFG):
         if group["name"] == resources.GROUP:
             continue  # per GPU or container: tests/test_resources.py
+        if group["name"] == slo.GROUP:
+            # Over the schema records, so the labels stay theirs (plus `slo`, set by the rule).
+            assert all(rule["labels"].keys() == {slo.LABEL} and "llm:" in rule["expr"] for rule in group["rules"])
+            continue
         if group["name"] == probes.GROUP:
             # Probes carry the engine labels plus which probe it was.
             assert all("by (engine, env, instance, model, probe)" in rule["expr"] for rule in group["rules"])
             continue
         for rule in group["rules"]:
             # summed, or averaged where summing would be wrong (a utilisation ratio across engine processes)
-            assert re.search(r"(sum|avg) by \((le, )?engine, env, instance, model\)", rule["expr"]), rule["record"]
+            # or, for restarts, the most resets of any one series
+            assert re.search(r"(sum|avg|max) by \((le, )?engine, env, instance, model\)", rule["expr"]), rule["record"]
 
 
 def test_mistral_provides_every_inference_kpi_the_stack_monitors():

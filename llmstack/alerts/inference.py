@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .. import signals as s
 from ..config import StackConfig
-from ..signals import BY, SHORT_WINDOW, WINDOW, Signal
+from ..signals import BY, SHORT_WINDOW, Signal
 from .base import WHERE, AlertRule, alert, both_windows, consecutive, ratio, tiered
 
 
@@ -81,8 +81,9 @@ def _error_alerts(cfg: StackConfig) -> list[AlertRule]:
     warning, critical = t.error_ratio_warning_percent, t.error_ratio_critical_percent
     summary = "More than {percent}% of inference requests fail on {{{{ $labels.instance }}}}"
     min_failures = f"{s.ERRORS_RATE.name} * 300 >= {t.error_critical_min_failures}"
-    # 1m30s keeps a 30% burst within 3 minutes, onset to page, in the worst rule-group phase.
-    critical_for = "1m30s"
+    # Consecutive 1-minute windows hold about as long as the burst, so `for` is the shortest burst
+    # that pages (a 100% burst needs `for` plus about 30s); 45s pages a total outage within 2 minutes.
+    critical_for = "45s"
     return [
         alert(
             cfg,
@@ -94,16 +95,16 @@ def _error_alerts(cfg: StackConfig) -> list[AlertRule]:
             f"{{{{ $value | humanizePercentage }}}} of the inference requests to {WHERE} ended in a 5xx "
             f"over 5 minutes, above the warning threshold of {warning}% (and over the last minute too).",
         ),
-        # The 1-minute ratio alone: see the module doc.
+        # The 1-minute ratio in each of the last two minutes: see the module doc.
         alert(
             cfg,
             "LLMHighErrorRatioCritical",
-            f"{s.ERROR_RATIO_1M.name} > {ratio(critical)} and on ({BY}) {min_failures}",
+            f"{consecutive(s.ERROR_RATIO_1M, SHORT_WINDOW, ratio(critical))} and on ({BY}) {min_failures}",
             critical_for,
             "critical",
             summary.format(percent=critical),
             f"{{{{ $value | humanizePercentage }}}} of the inference requests to {WHERE} ended in a 5xx "
-            f"over the last minute, above the critical threshold of {critical}% for {critical_for} "
+            f"over the last minute and the minute before, above the critical threshold of {critical}%, for {critical_for} "
             f"(and at least {t.error_critical_min_failures} requests failed in the last 5 minutes).",
         ),
     ]
@@ -140,18 +141,19 @@ def kv_cache_alerts(cfg: StackConfig) -> list[AlertRule]:
 
 
 def _preemption_alert(cfg: StackConfig) -> AlertRule:
-    # Consecutive 5-minute windows, for 5m: the same 10 minutes of evidence as `rate5m > 0` for 10m
-    # had, and a preemption every few minutes still counts, but a burst shorter than 5m cannot fire.
+    # Consecutive 1-minute windows, for 2m30s: warns within 5 minutes of sustained preemption and
+    # lets go within about a minute of the last one; a burst shorter than 2m30s cannot fire. A
+    # preemption only every few minutes does not count: the KV-cache alerts watch that pressure.
+    for_ = "2m30s"
     return alert(
         cfg,
         "LLMSequencesPreempted",
-        consecutive(s.PREEMPTIONS_RATE, WINDOW, "0"),
-        "5m",
+        consecutive(s.PREEMPTIONS_RATE_1M, SHORT_WINDOW, "0"),
+        for_,
         "warning",
         "Sequences keep being preempted on {{ $labels.instance }}",
-        f"{WHERE} has preempted running sequences for lack of KV cache in each of the last two 5-minute windows, "
-        "for 5 minutes ({{ printf \"%.3g\" $value }} per second now). Preempted sequences are recomputed, "
-        "which wastes GPU time.",
+        f"{WHERE} has preempted running sequences for lack of KV cache in every minute for the last {for_} and more "
+        "({{ printf \"%.3g\" $value }} per second now). Preempted sequences are recomputed, which wastes GPU time.",
     )
 
 

@@ -8,6 +8,7 @@ from ..signals import Signal
 from .panels import RESOURCE_FILTER, Panel, Query, dashboard, firing_alerts, sel, stat, timeseries
 
 UID = "llmstack-mistral-inference"
+BURN_PANEL_WINDOWS = ("5m", "1h", "6h", "1d", "3d")  # each page and ticket pair's long window, and the fastest
 
 
 def _one(title: str, signal: Signal, legend: str = "{{instance}} {{model}}", width: int = 8) -> Panel:
@@ -24,6 +25,18 @@ def build() -> dict:
                 Query(sel(s.LATENCY_P95), f"p95 {per_instance}"),
             ]),
             _one("Error ratio (5xx)", s.ERROR_RATIO),
+        ]),
+        ("Service level objectives", [
+            stat("Error budget left (30 days)", s.SLO_BURN_RATES["5m"],
+                 Query(f"1 - avg_over_time({sel(s.SLO_BURN_RATES['5m'])}[30d])", "{{slo}} {{instance}}"),
+                 note="1 minus the mean 5-minute burn rate over 30 days, over the minutes with traffic: 100% untouched, "
+                      "0 spent, below 0 overspent. Time-weighted, so a quiet hour counts as much as a busy one.",
+                 unit="percentunit"),
+            timeseries("Burn rate: page and ticket windows", [s.SLO_BURN_RATES[w] for w in BURN_PANEL_WINDOWS], [
+                Query(sel(s.SLO_BURN_RATES[w]), f"{{{{slo}}}} {w} {{{{instance}}}}") for w in BURN_PANEL_WINDOWS
+            ], note="1 spends the budget in exactly 30 days. Pages: 14.4 over 1h and 5m, 6 over 6h and 30m. "
+                    "Tickets: 3 over 1d and 2h, 1 over 3d and 6h. A window Prometheus holds less than 90% of has no line yet.",
+               width=16),
         ]),
         ("Tokens", [
             timeseries("Token throughput", [s.TOKENS_PROCESSED_RATE, s.TOKENS_GENERATED_RATE], [

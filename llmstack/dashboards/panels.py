@@ -117,14 +117,15 @@ def timeseries(title: str, signals: Sequence[Signal], queries: Sequence[Query], 
     )
 
 
-def stat(title: str, signal: Signal, query: Query, note: str = "", width: int = 8) -> Panel:
+def stat(title: str, signal: Signal, query: Query, note: str = "", width: int = 8, unit: str = "") -> Panel:
+    """`unit` overrides the signal's, for a query that derives another quantity from it."""
     return Panel(
         {
             "type": "stat",
             "title": title,
             "description": _describe([signal], note),
             "datasource": DS_REF,
-            "fieldConfig": {"defaults": _field_defaults(signal.unit), "overrides": []},
+            "fieldConfig": {"defaults": _field_defaults(unit or signal.unit), "overrides": []},
             "options": {
                 "colorMode": "value",
                 "graphMode": "none",

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 from .. import signals as s
 from ..config import EngineTarget, StackConfig
-from ..promql import Promql, selected_metrics
+from ..promql import Promql, le_matcher, selected_metrics, share
 from ..scrape import ScrapeJob, keep_only, set_label
 from ..signals import SHORT_WINDOW, WINDOW, Signal
 
@@ -43,7 +43,7 @@ _SERVER_ERROR = 'status=~"5.."'
 
 
 def request_signals(p: Promql, requests_total: str, *matchers: str) -> dict[Signal, str]:
-    """Request and 5xx rates from an HTTP counter with a `status` label."""
+    """Request and 5xx rates from an HTTP counter with a `status` label, and restarts from its resets."""
 
     def requests(window: str) -> str:
         return p.rate(requests_total, window, *matchers)
@@ -52,26 +52,31 @@ def request_signals(p: Promql, requests_total: str, *matchers: str) -> dict[Sign
         # The 5xx series only exists after the first 5xx; until then the rate is 0, not missing.
         return f"({p.rate(requests_total, window, *matchers, _SERVER_ERROR)} or {requests(window)} * 0)"
 
-    def error_ratio(window: str) -> str:
-        return f"{errors(window)} / {requests(window)}"
-
     return {
         s.REQUESTS_RATE: requests(WINDOW),
         s.ERRORS_RATE: errors(WINDOW),
-        s.ERROR_RATIO: error_ratio(WINDOW),
-        s.ERROR_RATIO_1M: error_ratio(SHORT_WINDOW),
+        s.ERROR_RATIO: share(errors(WINDOW), requests(WINDOW)),
+        s.ERROR_RATIO_1M: share(errors(SHORT_WINDOW), requests(SHORT_WINDOW)),
+        s.RESTARTS: p.max_resets(requests_total, WINDOW, *matchers),
     }
 
 
-def latency_signals(p: Promql, histogram: str, *matchers: str) -> dict[Signal, str]:
-    """Mean and quantiles of end-to-end request latency from a seconds histogram."""
-    return {
-        s.LATENCY_AVG: f"{p.rate(histogram + '_sum', WINDOW, *matchers)} / {p.rate(histogram + '_count', WINDOW, *matchers)}",
+def latency_signals(p: Promql, histogram: str, *matchers: str, slo_threshold: str = "") -> dict[Signal, str]:
+    """Mean and quantiles of end-to-end request latency from a seconds histogram, and the latency
+    SLO's totals when `slo_threshold` is one of its bucket bounds (config.SLO_LATENCY_THRESHOLDS)."""
+    count = p.rate(histogram + "_count", WINDOW, *matchers)
+    out = {
+        s.LATENCY_AVG: share(p.rate(histogram + "_sum", WINDOW, *matchers), count),
         s.LATENCY_P50: p.quantile(0.5, histogram, WINDOW, *matchers),
         s.LATENCY_P95: p.quantile(0.95, histogram, WINDOW, *matchers),
         s.LATENCY_P99: p.quantile(0.99, histogram, WINDOW, *matchers),
         s.LATENCY_P95_1M: p.quantile(0.95, histogram, SHORT_WINDOW, *matchers),
     }
+    if slo_threshold:
+        within = p.rate(histogram + "_bucket", WINDOW, *matchers, le_matcher(slo_threshold))
+        out[s.SLO_LATENCY_REQUESTS_RATE] = count
+        out[s.SLO_LATENCY_SLOW_RATE] = f"{count} - {within}"
+    return out
 
 
 def existing_servers_job(

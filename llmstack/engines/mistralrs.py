@@ -62,7 +62,7 @@ def mapping(cfg: StackConfig) -> EngineMapping:
     lookups = rate("mistralrs_prefix_cache_lookups_total", WINDOW)
     signals = {
         **request_signals(p, "mistral_http_requests_total", _API),
-        **latency_signals(p, duration, _API),
+        **latency_signals(p, duration, _API, slo_threshold=cfg.slo.latency_threshold_seconds),
         s.TTFT_P95: p.quantile(0.95, ttft, WINDOW, _API),
         s.TTFT_P95_1M: p.quantile(0.95, ttft, SHORT_WINDOW, _API),
         s.ITL_P95: p.quantile(0.95, itl, WINDOW, _API),
@@ -79,6 +79,7 @@ def mapping(cfg: StackConfig) -> EngineMapping:
         s.KV_CACHE_UTILISATION: f"{by(sel('mistralrs_kv_cache_blocks_used'))} / ({kv_total} > 0)",
         # The counter appears with the first preemption; with paged attention on, none yet means 0.
         s.PREEMPTIONS_RATE: f"{rate('mistralrs_paged_preemptions_total', WINDOW)} or {kv_total} * 0",
+        s.PREEMPTIONS_RATE_1M: f"{rate('mistralrs_paged_preemptions_total', SHORT_WINDOW)} or {kv_total} * 0",
         s.PREFIX_CACHE_HIT_RATIO: f"({rate('mistralrs_prefix_cache_hits_total', WINDOW)} or {lookups} * 0) / ({lookups} > 0)",
     }
     caveats = {
@@ -96,6 +97,7 @@ def mapping(cfg: StackConfig) -> EngineMapping:
         ),
         s.KV_CACHE_UTILISATION: "Paged attention only (the KV-cache block gauges); absent with --paged-attn off.",
         s.PREEMPTIONS_RATE: "Paged attention only.",
+        s.PREEMPTIONS_RATE_1M: "Paged attention only.",
     }
     return EngineMapping(name=ENGINE, job=JOB, engine=ENGINE, signals=signals, caveats=caveats, source="mistral.rs's own /metrics")
 

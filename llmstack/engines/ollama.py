@@ -50,7 +50,7 @@ def _norskhelsenett(cfg: StackConfig) -> EngineMapping:
     generated = p.rate("ollama_generated_tokens_total", WINDOW)
     signals = {
         s.REQUESTS_RATE: p.rate(duration + "_count", WINDOW, inference),
-        **latency_signals(p, duration, inference),
+        **latency_signals(p, duration, inference, slo_threshold=cfg.slo.latency_threshold_seconds),
         s.ITL_P95: p.quantile(0.95, "ollama_time_per_token_seconds", WINDOW),
         # The proxy adds only counts above 0, so a model can have one counter without the other
         # (an embedding model has no generated tokens); it still gets a sum.
@@ -96,7 +96,7 @@ def _http(cfg: StackConfig) -> EngineMapping:
     inference = f'path=~"/api/({_NATIVE_INFERENCE})|/v1/.*"'
     signals = {
         **request_signals(p, "ollama_http_requests_total", inference),
-        **latency_signals(p, "ollama_http_request_duration_seconds", inference),
+        **latency_signals(p, "ollama_http_request_duration_seconds", inference, slo_threshold=cfg.slo.latency_threshold_seconds),
     }
     return EngineMapping(
         name=job("http"),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .. import signals as s
 from ..config import StackConfig
-from ..promql import Promql
+from ..promql import Promql, share
 from ..scrape import ScrapeJob
 from ..signals import SHORT_WINDOW, WINDOW
 from .base import EngineMapping, existing_servers_job
@@ -62,9 +62,9 @@ def mapping(cfg: StackConfig) -> EngineMapping:
     signals = {
         s.REQUESTS_RATE: requests(WINDOW),
         s.ERRORS_RATE: errors(WINDOW),
-        s.ERROR_RATIO: f"{errors(WINDOW)} / {requests(WINDOW)}",
-        s.ERROR_RATIO_1M: f"{errors(SHORT_WINDOW)} / {requests(SHORT_WINDOW)}",
-        s.LATENCY_AVG: f"{rate(duration + '_sum', WINDOW)} / {rate(duration + '_count', WINDOW)}",
+        s.ERROR_RATIO: share(errors(WINDOW), requests(WINDOW)),
+        s.ERROR_RATIO_1M: share(errors(SHORT_WINDOW), requests(SHORT_WINDOW)),
+        s.LATENCY_AVG: share(rate(duration + '_sum', WINDOW), rate(duration + '_count', WINDOW)),
         s.LATENCY_P50: p.quantile(0.5, duration, WINDOW),
         s.LATENCY_P95: p.quantile(0.95, duration, WINDOW),
         s.LATENCY_P99: p.quantile(0.99, duration, WINDOW),

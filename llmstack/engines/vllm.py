@@ -83,7 +83,7 @@ def mapping(cfg: StackConfig) -> EngineMapping:
     signals = {
         # The instrumentator groups status codes, so a 5xx is status="5xx" (which `5..` matches).
         **request_signals(p, "http_requests_total", _INFERENCE),
-        **latency_signals(p, E2E),
+        **latency_signals(p, E2E, slo_threshold=cfg.slo.latency_threshold_seconds),
         s.TTFT_P95: p.quantile(0.95, TTFT, WINDOW),
         s.TTFT_P95_1M: p.quantile(0.95, TTFT, SHORT_WINDOW),
         s.ITL_P95: f"{p.quantile(0.95, ITL, WINDOW)} or {p.quantile(0.95, ITL_BEFORE_0_10_2, WINDOW)}",
@@ -94,6 +94,7 @@ def mapping(cfg: StackConfig) -> EngineMapping:
         s.RUNNING: by(sel("vllm:num_requests_running")),
         s.KV_CACHE_UTILISATION: f"{kv_share(KV_USAGE)} or {kv_share(KV_USAGE_BEFORE_0_9)}",
         s.PREEMPTIONS_RATE: rate("vllm:num_preemptions_total", WINDOW),
+        s.PREEMPTIONS_RATE_1M: rate("vllm:num_preemptions_total", SHORT_WINDOW),
         # With prefix caching off nothing is queried, and the ratio is absent rather than 0.
         s.PREFIX_CACHE_HIT_RATIO: f"({hit_ratio('')}) or ({hit_ratio('gpu_')})",
     }
