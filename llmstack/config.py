@@ -681,7 +681,8 @@ class RemoteWriteList(Kind):
             # Numbers arrive as JSON numbers or, from `pulumi config set --path`, as text.
             text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
             if not isinstance(text, str):
-                problems.add(f"{at}.{name}", f"got {shown(json.dumps(value))}; expected {kind.allowed()}")
+                what = "a whole number" if isinstance(kind, Integer) else "a duration"
+                problems.add(f"{at}.{name}", f"got {shown(json.dumps(value))}; expected {what} {kind.allowed()}")
                 continue
             problem = kind.problem(text)
             if problem:
