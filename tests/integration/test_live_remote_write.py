@@ -16,7 +16,7 @@ What runs:
 The outage proof compares raw samples: every timestamp of `up{job="mistral"}` the sender's own TSDB
 holds for the window around the outage must be in the receiver too, carrying the external labels.
 Prometheus's remote write reads from its write-ahead log and retries a refused connection until the
-store answers, so within the WAL's reach (about two hours of head data) nothing is lost.
+store answers, so within the WAL's reach (at least about an hour; docs/remote-write.md) nothing is lost.
 
 A third check runs its own sender against an HTTP receiver that records headers: the basic-auth
 password and the bearer token reach the store from the credential files, never from prometheus.yml.
