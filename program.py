@@ -20,7 +20,7 @@ from components.grafana import Grafana, GrafanaArgs
 from components.mistral import MistralRs, MistralRsArgs
 from components.prometheus import Prometheus, PrometheusArgs
 from llmstack import alertmanager as alertmanager_render
-from llmstack import alerts, dashboards, grafana_alerting, probes, prometheus as prometheus_render, routing
+from llmstack import alerts, dashboards, grafana_alerting, probes, prometheus as prometheus_render, remote_write, routing
 from llmstack import config as cfgmod
 from llmstack.config import ConfigError, StackConfig
 from llmstack.engines import mistralrs
@@ -93,7 +93,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             allow_public_bind=cfg.allow_public_bind,
             prometheus_yml=prometheus_render.render_prometheus_yml(cfg),
             rule_files=prometheus_render.render_rule_files(cfg),
-            secret_files=alertmanager_render.prometheus_secret_files(cfg),
+            secret_files={**alertmanager_render.prometheus_secret_files(cfg), **remote_write.secret_files(cfg)},
         ),
         # Scrapes the server from its first minute, so its model load is timed.
         opts=pulumi.ResourceOptions(depends_on=[mistral]),

@@ -36,7 +36,8 @@ class PrometheusArgs:
     # What the container runs, rendered by llmstack/prometheus.py.
     prometheus_yml: pulumi.Input[str]
     rule_files: Mapping[str, str]  # file name -> text, loaded from rules/ beside the config
-    # path in the container -> secret config value: credentials of existing Alertmanagers
+    # path in the container -> secret config value: credentials of existing Alertmanagers and of
+    # remote write endpoints
     secret_files: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 

@@ -145,7 +145,13 @@ class Kind:
     the default on failure, so later checks still see a well-typed config. `allowed()` says, for
     messages and the README, what the kind accepts."""
 
-    schema_type = "string"
+    schema_type: Optional[str] = "string"  # None: left untyped in Pulumi.yaml (Pulumi's types cannot say it)
+    secret_hint = ""  # said when the knob is wrongly stored as a secret
+
+    @property
+    def shown_type(self) -> str:
+        """The type the README's config table shows."""
+        return self.schema_type or "string"
 
     def parse(self, knob: "Knob", raw: str, problems: Problems) -> Any:
         problem = self.problem(raw)
@@ -484,6 +490,7 @@ GPU_ID = Pattern(
 EMAIL = Pattern(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+", "an e-mail address")
 USER_NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "a user name: letters, digits, '.', '_', '@', '-', at most 64 characters")
 SLACK_CHANNEL = Pattern(r"[#@]?[a-z0-9][a-z0-9._-]{0,79}", "a Slack channel such as #llm-alerts (lower case, digits, '-', '_', '.')")
+CLUSTER_LABEL = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}", "letters, digits, '.', '_', ':' or '-', at most 63 characters")
 STACK_NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "letters, digits, '.', '_' or '-' (it becomes the env label)")
 
 
@@ -518,6 +525,199 @@ class OllamaTargetKind(Kind):
 def parse_ollama_target(item: str) -> OllamaTarget:
     match = _OLLAMA_TARGET_RE.fullmatch(item)
     return OllamaTarget(exporter=match["exporter"], address=match["address"], metrics_path=match["path"] or "/metrics")
+
+
+# --- remote write: a list of objects --------------------------------------------------------------
+
+# Prometheus's own defaults since 2.47, written out so the 2.42 promtool checks and the image the
+# stack runs send alike (2.42's were smaller: capacity 2500, 200 shards, 500 samples a request).
+@dataclass(frozen=True)
+class RemoteWriteQueue:
+    capacity: int = 10000
+    max_shards: int = 50
+    min_shards: int = 1
+    max_samples_per_send: int = 2000
+    batch_send_deadline: str = "5s"
+    min_backoff: str = "30ms"
+    max_backoff: str = "5s"
+
+
+# queue field in the config -> (RemoteWriteQueue field, kind). The bounds keep a typo from sizing a
+# queue that holds the host's memory (capacity and shards multiply) or backs off for hours.
+_QUEUE_FIELDS: dict[str, tuple[str, Kind]] = {
+    "capacity": ("capacity", Integer(1, 1_000_000)),
+    "maxShards": ("max_shards", Integer(1, 1000)),
+    "minShards": ("min_shards", Integer(1, 1000)),
+    "maxSamplesPerSend": ("max_samples_per_send", Integer(1, 100_000)),
+    "batchSendDeadline": ("batch_send_deadline", Duration("100ms", "5m")),
+    "minBackoff": ("min_backoff", Duration("10ms", "1m")),
+    "maxBackoff": ("max_backoff", Duration("100ms", "10m")),
+}
+
+
+@dataclass(frozen=True)
+class RemoteWrite:
+    """One remote write endpoint. The credentials live in config keys of their own, stored with
+    --secret; this names them, and the loader fills in their values as opaque handles."""
+
+    position: int  # its place in the list; names its credential files
+    url: str
+    name: Optional[str] = None
+    username: Optional[str] = None
+    password_key: Optional[str] = None
+    bearer_token_key: Optional[str] = None
+    queue: RemoteWriteQueue = RemoteWriteQueue()
+    password: Any = None
+    bearer_token: Any = None
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in (self.password_key, self.bearer_token_key) if k)
+
+
+MAX_REMOTE_WRITES = 10
+REMOTE_WRITE_NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "a name of letters, digits, '.', '_' or '-', at most 64 characters")
+SECRET_KEY_NAME = Pattern(r"[A-Za-z][A-Za-z0-9_-]{0,99}", "a config key name: a letter, then letters, digits, '_' or '-'")
+_ENTRY_FIELDS = ("url", "name", "basicAuth", "bearerTokenKey", "queue")
+_BASIC_AUTH_FIELDS = ("username", "passwordKey")
+_REMOTE_WRITE_EXAMPLE = '[{"url": "https://mimir.example.com/api/v1/push", "basicAuth": {"username": "tenant-1", "passwordKey": "remoteWriteMimirPassword"}}]'
+
+
+def _field_name(name: Any) -> str:
+    text = str(name)
+    return text[:_MAX_SHOWN] if re.fullmatch(r"[A-Za-z0-9_.-]+", text[:_MAX_SHOWN]) else shown(text)
+
+
+class RemoteWriteList(Kind):
+    """`prometheusRemoteWrite`: a list of objects (Pulumi hands structured values over as JSON).
+    Every problem names the entry and field, e.g. prometheusRemoteWrite[1].queue.maxShards."""
+
+    schema_type = None
+    secret_hint = (
+        " Credentials go in keys of their own, stored with --secret and named by basicAuth.passwordKey or bearerTokenKey"
+    )
+
+    @property
+    def shown_type(self) -> str:
+        return "list of objects"
+
+    def allowed(self):
+        return (
+            f"at most {MAX_REMOTE_WRITES} objects: url (http or https), optional name, basicAuth {{username, passwordKey}} "
+            "or bearerTokenKey (names of keys set with --secret), queue {" + ", ".join(_QUEUE_FIELDS) + "}"
+        )
+
+    def parse(self, knob, raw, problems):
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):  # deeply nested brackets overflow the parser's stack
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            problems.add(knob.key, f"got {shown(raw)}; expected a list of objects, e.g. {_REMOTE_WRITE_EXAMPLE}")
+            return ()
+        if len(value) > MAX_REMOTE_WRITES:
+            problems.add(knob.key, f"lists {len(value)} endpoints; at most {MAX_REMOTE_WRITES} (each one is a queue of its own in Prometheus's memory)")
+            return ()
+        entries = [self._entry(f"{knob.key}[{i}]", i, item, problems) for i, item in enumerate(value)]
+        valid = [e for e in entries if e is not None]
+        for label, of in (("url", lambda e: e.url), ("name", lambda e: e.name)):
+            seen: dict[str, int] = {}
+            for e in valid:
+                if of(e) is None:
+                    continue
+                if of(e) in seen:
+                    problems.add(f"{knob.key}[{e.position}].{label}", f"repeats the {label} of {knob.key}[{seen[of(e)]}]; each endpoint's {label} must be unique")
+                else:
+                    seen[of(e)] = e.position
+        return tuple(valid)
+
+    @staticmethod
+    def _text(at: str, item: dict, name: str, kind: Kind, problems: Problems) -> Optional[str]:
+        value = item.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            problems.add(f"{at}.{name}", f"got {shown(json.dumps(value))}; expected text: {kind.allowed()}")
+            return None
+        problem = kind.problem(value)
+        if problem:
+            problems.add(f"{at}.{name}", f"got {kind.quote(value)}; {problem}")
+            return None
+        return value
+
+    @staticmethod
+    def _unknown(at: str, item: dict, allowed: Sequence[str], problems: Problems) -> bool:
+        extra = sorted(set(map(str, item)) - set(allowed))
+        for name in extra[:5]:
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6) or [a for a in allowed if a.lower() == name.lower()]
+            hint = f"did you mean {close[0]}? " if close else ""
+            problems.add(f"{at}.{_field_name(name)}", f"is not a field here; {hint}allowed: {', '.join(allowed)}")
+        return bool(extra)
+
+    def _entry(self, at: str, position: int, item: dict, problems: Problems) -> Optional[RemoteWrite]:
+        before = len(problems.items)
+        self._unknown(at, item, _ENTRY_FIELDS, problems)
+        url = self._text(at, item, "url", Url(), problems)
+        if "url" not in item:
+            problems.add(f"{at}.url", "is required: the endpoint's remote write URL, e.g. https://mimir.example.com/api/v1/push")
+        name = self._text(at, item, "name", REMOTE_WRITE_NAME, problems)
+        username = password_key = None
+        auth = item.get("basicAuth")
+        if auth is not None:
+            if not isinstance(auth, dict):
+                problems.add(f"{at}.basicAuth", "expected an object {username, passwordKey}")
+            else:
+                self._unknown(f"{at}.basicAuth", auth, _BASIC_AUTH_FIELDS, problems)
+                username = self._text(f"{at}.basicAuth", auth, "username", USER_NAME, problems)
+                password_key = self._text(f"{at}.basicAuth", auth, "passwordKey", SECRET_KEY_NAME, problems)
+                for missing in [f for f in _BASIC_AUTH_FIELDS if f not in auth]:
+                    problems.add(f"{at}.basicAuth.{missing}", "is required with basicAuth")
+        token_key = self._text(at, item, "bearerTokenKey", SECRET_KEY_NAME, problems)
+        if auth is not None and "bearerTokenKey" in item:
+            problems.add(f"{at}.bearerTokenKey", "and basicAuth are both set; Prometheus sends one kind of credentials: keep one")
+        declared = {k.key for k in knobs()}
+        for field_name, key in (("basicAuth.passwordKey", password_key), ("bearerTokenKey", token_key)):
+            if key in declared:
+                problems.add(f"{at}.{field_name}", f"names {key}, a setting of this stack; name a key of its own for this credential")
+        queue = self._queue(f"{at}.queue", item.get("queue"), problems)
+        if len(problems.items) > before:
+            return None
+        return RemoteWrite(position, url, name, username, password_key, token_key, queue)
+
+    def _queue(self, at: str, raw: Any, problems: Problems) -> RemoteWriteQueue:
+        if raw is None:
+            return RemoteWriteQueue()
+        if not isinstance(raw, dict):
+            problems.add(at, "expected an object with any of: " + ", ".join(_QUEUE_FIELDS))
+            return RemoteWriteQueue()
+        self._unknown(at, raw, tuple(_QUEUE_FIELDS), problems)
+        values = {}
+        for name, (attr, kind) in _QUEUE_FIELDS.items():
+            if name not in raw:
+                continue
+            value = raw[name]
+            # Numbers arrive as JSON numbers or, from `pulumi config set --path`, as text.
+            text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+            if not isinstance(text, str):
+                what = "a whole number" if isinstance(kind, Integer) else "a duration"
+                problems.add(f"{at}.{name}", f"got {shown(json.dumps(value))}; expected {what} {kind.allowed()}")
+                continue
+            problem = kind.problem(text)
+            if problem:
+                problems.add(f"{at}.{name}", f"got {shown(text)}; {problem}")
+                continue
+            values[attr] = kind.convert(text)
+        queue = dataclasses.replace(RemoteWriteQueue(), **values)
+        if queue.min_shards > queue.max_shards:
+            problems.add(f"{at}.minShards", f"got {queue.min_shards}; must not exceed maxShards ({queue.max_shards})")
+        if duration_seconds(queue.min_backoff) > duration_seconds(queue.max_backoff):
+            problems.add(f"{at}.minBackoff", f"got {queue.min_backoff!r}; must not exceed maxBackoff ({queue.max_backoff})")
+        if queue.max_samples_per_send > queue.capacity:
+            problems.add(
+                f"{at}.maxSamplesPerSend",
+                f"got {queue.max_samples_per_send}; must not exceed capacity ({queue.capacity}): a shard's buffer must hold a whole request",
+            )
+        return queue
 
 
 # --- the typed configuration: one field per knob ---------------------------------------------------
@@ -582,6 +782,21 @@ class PrometheusConfig:
         StringList(OllamaTargetKind()),
         [],
         "Existing Ollama metrics endpoints to scrape, each EXPORTER@HOST:PORT[/PATH] with EXPORTER one of: " + ", ".join(OLLAMA_EXPORTERS) + ".",
+    )
+    remote_write: tuple[RemoteWrite, ...] = knob(
+        "prometheusRemoteWrite",
+        RemoteWriteList(),
+        [],
+        "Long-term stores (Mimir, Thanos Receive, Cortex) Prometheus sends every sample to: a list of objects with url, "
+        "optional name, basicAuth {username, passwordKey} or bearerTokenKey, and queue settings. A credential sits in its "
+        "own key, set with --secret, that passwordKey or bearerTokenKey names. See docs/remote-write.md.",
+    )
+    cluster_label: str = knob(
+        "prometheusClusterLabel",
+        CLUSTER_LABEL,
+        "",
+        "Value of the `cluster` external label on every sample sent out (remote write) and every alert sent to Alertmanager, "
+        "beside `env`; empty means llmstack-<stack>.",
     )
 
 
@@ -925,7 +1140,7 @@ def _read(source: ConfigSource, k: Knob, problems: Problems) -> Any:
         problems.add(
             k.key,
             "is stored as a secret, but it is not a credential: its value goes into container commands, rendered "
-            f"config and stack outputs in plaintext. Store it with `pulumi config set {k.key} <value>` (no --secret)",
+            f"config and stack outputs in plaintext. Store it with `pulumi config set {k.key} <value>` (no --secret)." + k.kind.secret_hint,
         )
         return "" if k.required else (tuple(k.default) if isinstance(k.default, list) else k.default)
     if raw is None:
@@ -936,9 +1151,43 @@ def _read(source: ConfigSource, k: Knob, problems: Problems) -> Any:
     return k.kind.parse(k, raw, problems)
 
 
-def _check_keys(source: ConfigSource, problems: Problems) -> None:
-    """A key the stack sets that no knob declares is a typo until proven otherwise."""
-    known = {k.key for k in knobs()}
+def _read_credential(source: ConfigSource, key: str, named_by: str, problems: Problems) -> Any:
+    """The secret handle of a key a knob's value names (not itself a knob), checked like a Secret knob."""
+    if source.get(key) in (None, ""):
+        problems.add(named_by, f"names {key}, which is not set; set it with `pulumi config set --secret {key} <value>`")
+        return None
+    if not source.is_secret(key):
+        problems.add(key, f"is stored in plaintext; it holds a credential ({named_by} names it), so store it encrypted with `pulumi config set --secret {key} <value>`")
+        return None
+    return source.get_secret(key)
+
+
+def _named_credentials(raw: Optional[str]) -> frozenset:
+    """Every key a remote write entry names as its credential, valid entry or not: a mistake in the
+    entry is reported once, not again as an unknown key."""
+    try:
+        value = json.loads(raw or "[]")
+    except (ValueError, RecursionError):
+        return frozenset()
+    entries = [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+    found = [e.get("bearerTokenKey") for e in entries]
+    found += [e["basicAuth"].get("passwordKey") for e in entries if isinstance(e.get("basicAuth"), dict)]
+    return frozenset(k for k in found if isinstance(k, str))
+
+
+def _with_credentials(source: ConfigSource, rw: RemoteWrite, problems: Problems) -> RemoteWrite:
+    at = f"prometheusRemoteWrite[{rw.position}]"
+    return dataclasses.replace(
+        rw,
+        password=_read_credential(source, rw.password_key, f"{at}.basicAuth.passwordKey", problems) if rw.password_key else None,
+        bearer_token=_read_credential(source, rw.bearer_token_key, f"{at}.bearerTokenKey", problems) if rw.bearer_token_key else None,
+    )
+
+
+def _check_keys(source: ConfigSource, problems: Problems, referenced: frozenset = frozenset()) -> None:
+    """A key the stack sets that no knob declares, nor a knob's value names as its credential (remote
+    write), is a typo until proven otherwise."""
+    known = {k.key for k in knobs()} | set(referenced)
     by_lower = {k.lower(): k for k in known}
     for key in sorted(set(source.keys()) - known):
         suggestion = by_lower.get(key.lower()) or next(iter(difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)), None)
@@ -966,8 +1215,13 @@ def load(source: ConfigSource, env: str) -> StackConfig:
     stack_problem = STACK_NAME.problem(env or "")
     if stack_problem:
         problems.items.append(f"stack name {shown(env or '')}: expected {STACK_NAME.what}")
-    _check_keys(source, problems)
-    v = {k.key: _read(source, k, problems) for k in knobs()}
+    read = Problems()
+    v = {k.key: _read(source, k, read) for k in knobs()}
+    remote_writes = v["prometheusRemoteWrite"]
+    _check_keys(source, problems, _named_credentials(source.get("prometheusRemoteWrite")))
+    problems.items += read.items
+    v["prometheusRemoteWrite"] = tuple(_with_credentials(source, rw, problems) for rw in remote_writes)
+    v["prometheusClusterLabel"] = v["prometheusClusterLabel"] or f"llmstack-{env}"
 
     # Values whose form the kinds keep as text, and the `auto` switches.
     v["ollamaTargets"] = tuple(parse_ollama_target(i) for i in v["ollamaTargets"] if not OllamaTargetKind().problem(i))

@@ -4,7 +4,7 @@ Pure functions, no Pulumi: the program uploads what these return into the Promet
 tools/render.py commits the same text under assets/prometheus/<env>/, and the promtool tests
 check those files. Scrape jobs come from the engines (llmstack/engines/) and the resource
 exporters (llmstack/resources.py); recording groups from the same two places; alerts from
-llmstack/alerts/.
+llmstack/alerts/; remote write and the external labels from llmstack/remote_write.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Optional
 
 import yaml
 
-from . import alertmanager, alerts, engines, probes, resources, slo
+from . import alertmanager, alerts, engines, probes, remote_write, resources, slo
 from .config import StackConfig
 from .scrape import ScrapeJob
 from .topology import PROMETHEUS_RULES_SUBDIR
@@ -61,6 +61,7 @@ def render_prometheus_yml(cfg: StackConfig, rule_files: Optional[list[str]] = No
             "scrape_interval": p.scrape_interval,
             "scrape_timeout": p.scrape_timeout,
             "evaluation_interval": p.evaluation_interval,
+            "external_labels": remote_write.external_labels(cfg),
         },
         "rule_files": rule_files if rule_files is not None else rule_file_paths(cfg),
         "scrape_configs": [job.config for job in scrape_jobs(cfg)],
@@ -68,6 +69,8 @@ def render_prometheus_yml(cfg: StackConfig, rule_files: Optional[list[str]] = No
     alerting = alertmanager.prometheus_alerting(cfg)
     if alerting:
         doc["alerting"] = alerting
+    if p.remote_write:
+        doc["remote_write"] = remote_write.prometheus_remote_write(cfg)
     return _HEADER.format(source="llmstack/prometheus.py") + _dump(doc)
 
 

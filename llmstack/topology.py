@@ -34,7 +34,8 @@ PROMETHEUS_CONFIG_FILE = f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml"
 PROMETHEUS_RULES_SUBDIR = "rules"  # relative to the config file, as rule_files are resolved
 PROMETHEUS_TSDB_PATH = "/prometheus"
 
-# Prometheus reads the credentials of existing Alertmanagers from files here (never from its config).
+# Prometheus reads the credentials of existing Alertmanagers and remote write endpoints from files
+# here (never from its config).
 PROMETHEUS_SECRETS_DIR = f"{PROMETHEUS_CONFIG_DIR}/secrets"
 
 # Alertmanager, inside the prom/alertmanager image: config, the credentials its receivers read

@@ -48,7 +48,8 @@ def _problem_keys(message: str) -> list:
         if re.fullmatch(r"  \.\.\. and [0-9]+ more problem\(s\)", line):
             continue
         assert line.startswith("  - "), f"not a problem line: {line!r}"
-        found.append(set(line[4:].split(": ", 1)[0].split(", ")))
+        # A problem inside a structured value names its place: prometheusRemoteWrite[1].url is about prometheusRemoteWrite.
+        found.append({re.sub(r"\[[0-9]+\].*", "", k) for k in line[4:].split(": ", 1)[0].split(", ")})
     return found
 
 
@@ -351,7 +352,7 @@ def test_every_knob_is_declared_in_pulumi_yaml_with_type_default_and_description
     assert set(schema) == set(knobs)
     for key, entry in schema.items():
         assert entry["description"] == knobs[key].description
-        assert entry["type"] == knobs[key].kind.schema_type
+        assert entry.get("type") == knobs[key].kind.schema_type  # None: untyped, a list of objects
         if knobs[key].required:
             assert "default" not in entry  # required: pulumi refuses to run without it
         else:

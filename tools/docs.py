@@ -51,7 +51,7 @@ def config_reference() -> str:
         else:
             shown = f"`{k.default}`"
         secret = " *secret*" if k.secret else ""
-        rows.append(f"| `{k.key}`{secret} | {k.kind.schema_type} | {shown} | {_cell(k.kind.allowed())} | {_cell(k.description)} |")
+        rows.append(f"| `{k.key}`{secret} | {k.kind.shown_type} | {shown} | {_cell(k.kind.allowed())} | {_cell(k.description)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -8,6 +8,7 @@ are a separate step (tools/detection_times.py).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Callable
 
@@ -27,8 +28,11 @@ PROJECT_DESCRIPTION = "Mistral.rs LLM inference server with Prometheus, Grafana 
 def project_yaml() -> str:
     schema: dict = {}
     for k in sorted(cfgmod.knobs(), key=lambda k: k.key):
-        entry: dict = {"type": k.kind.schema_type, "description": k.description}
-        if entry["type"] == "array":
+        # Pulumi's config types have no object, so a list of objects is declared untyped: Pulumi
+        # then leaves its checking to the program (llmstack/config.py).
+        entry: dict = {"type": k.kind.schema_type} if k.kind.schema_type else {}
+        entry["description"] = k.description
+        if entry.get("type") == "array":
             entry["items"] = {"type": "string"}
         if not k.required:
             entry["default"] = k.default
@@ -84,12 +88,42 @@ def alertmanager_example() -> str:
     return alertmanager.render_alertmanager_yml(cfg, alerts.alert_rules(cfg))
 
 
+# The example whose prometheus.yml is committed: prod sending to two long-term stores, one with
+# basic auth and tuned queue settings, one with a bearer token. The credential keys get placeholder
+# values only so the loader sees them set; the render holds file references.
+REMOTE_WRITE_EXAMPLE = {
+    "prometheusClusterLabel": "gpu-cluster-eu-1",
+    "prometheusRemoteWrite": json.dumps(
+        [
+            {
+                "name": "mimir",
+                "url": "https://mimir.example.com/api/v1/push",
+                "basicAuth": {"username": "llm-team", "passwordKey": "remoteWriteMimirPassword"},
+                "queue": {"capacity": 20000, "maxShards": 20, "maxSamplesPerSend": 5000, "maxBackoff": "10s"},
+            },
+            {"name": "thanos", "url": "https://thanos-receive.example.com/api/v1/receive", "bearerTokenKey": "remoteWriteThanosToken"},
+        ]
+    ),
+}
+_REMOTE_WRITE_SECRETS = ("remoteWriteMimirPassword", "remoteWriteThanosToken")
+
+
+def remote_write_config() -> cfgmod.StackConfig:
+    values = {**stack_values("prod"), **REMOTE_WRITE_EXAMPLE, **{k: "set-with-pulumi-config-secret" for k in _REMOTE_WRITE_SECRETS}}
+    return cfgmod.load(cfgmod.DictSource(values, secret_keys=frozenset(_REMOTE_WRITE_SECRETS)), "prod")
+
+
+def remote_write_example() -> str:
+    return prometheus.render_prometheus_yml(remote_write_config())
+
+
 def artifacts() -> dict[str, Callable[[], str]]:
     """path -> renderer of every generated file."""
     out: dict[str, Callable[[], str]] = {"Pulumi.yaml": project_yaml}
     for env in sorted(STACK_FILES):
         out.update(_stack_files(env))
     out["assets/alertmanager/example/alertmanager.yml"] = alertmanager_example
+    out["assets/prometheus/remote-write-example/prometheus.yml"] = remote_write_example
     for slug, build in dashboards.DASHBOARDS.items():
         out[f"assets/dashboards/{slug}.json"] = lambda build=build: dashboards.render(build())
     for path, sections in docs.SECTIONS.items():

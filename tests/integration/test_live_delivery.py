@@ -846,6 +846,14 @@ def test_heartbeat_carries_the_watchdog_and_the_token(setup: Setup, story: Story
     assert not notes(story.posts, channel="slack", alertname=WATCHDOG) and not notes(story.posts, channel="pagerduty", alertname=WATCHDOG)
 
 
+def test_alerts_carry_the_external_labels(setup: Setup, story: Story):
+    # The Watchdog's rule gives it neither label: both come from prometheus.yml's external_labels.
+    expected = {"cluster": setup.cfg.prometheus.cluster_label, "env": setup.cfg.env}
+    for b in _heartbeats(story, story.ending.watched_until):
+        for alert in b.post.body["alerts"]:
+            assert {k: alert["labels"].get(k) for k in expected} == expected, alert["labels"]
+
+
 def _steady_gaps(story: Story) -> list[float]:
     """Gaps between heartbeats from warm-up to the Alertmanager restart (the restart resets the
     group's timer, so the gap across it says nothing about the interval)."""
