@@ -885,6 +885,9 @@ class KubernetesConfig:
     )
     prometheus_url: Optional[str] = knob("kubernetesPrometheusUrl", Url(), "", "The cluster's Prometheus as Grafana reaches it (the Grafana datasource URL). Required on kubernetes.")
     cadvisor_job: str = knob("kubernetesCadvisorJob", JOB_NAME, "kubelet", "Job label of the kubelet's cAdvisor series in the cluster's Prometheus (kube-prometheus-stack: kubelet).")
+    kube_state_metrics_job: str = knob(
+        "kubernetesKubeStateMetricsJob", JOB_NAME, "kube-state-metrics", "Job label of kube-state-metrics in the cluster's Prometheus: the container memory limits come from it."
+    )
     dcgm_job: str = knob("kubernetesDcgmJob", JOB_NAME, "nvidia-dcgm-exporter", "Job label of the GPU operator's DCGM exporter series in the cluster's Prometheus.")
     install_prometheus_stack: bool = knob(
         "kubernetesInstallPrometheusStack", Boolean(), False, "Install kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana) as a pinned Helm release, for a cluster that has none."

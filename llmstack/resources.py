@@ -2,7 +2,9 @@
 
 Mistral.rs exports none of these. They come from the exporters beside it (components/exporters.py):
 cAdvisor for every stack container and, on GPU hosts, NVIDIA's DCGM exporter; the TSDB size comes
-from Prometheus's own metrics. This module turns their raw series into the shared `llm:*` names of
+from Prometheus's own metrics. On a cluster (platform kubernetes) they come from what the cluster
+already runs: the kubelet's cAdvisor, kube-state-metrics and the GPU operator's DCGM exporter, whose
+labels differ (`Shape`). This module turns their raw series into the shared `llm:*` names of
 llmstack/signals.py, which the dashboards query. It also builds the `cadvisor`, `dcgm` and `prometheus` scrape jobs, whose keep-lists are
 what the expressions here read (llmstack/promql.py's conventions); the resource alerts are in
 llmstack/alerts/resources.py.
@@ -40,7 +42,7 @@ restart policy, `docker restart`) keeps the creation time, so it is not measured
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from . import topology
 from .config import StackConfig, duration_seconds
@@ -119,11 +121,11 @@ class Shape:
 
     gpu: Callable[[str], str]  # a DCGM metric -> the selector of the stack's GPUs
     container: Callable[..., str]  # a cAdvisor metric (and matchers) -> the stack's containers
-    machine_memory: str  # the hosts' memory, by the label `join` names
-    join: str  # what a container series and its host's memory share
+    machine_memory: str  # the host's memory
     with_env: Callable[[str], str]  # attach `env` where the raw series lack it
     load_by: str  # the labels the model-load start is kept by
     pod_as_instance: Callable[[str], str]
+    memory_limit: Optional[str] = None  # the limit record, where it does not come from cAdvisor
 
 
 def _docker_shape() -> Shape:
@@ -131,7 +133,6 @@ def _docker_shape() -> Shape:
         gpu=_gpu,
         container=_container,
         machine_memory=_container(MACHINE_MEMORY),
-        join="env",
         with_env=lambda expr: expr,
         load_by="env",
         pod_as_instance=lambda expr: expr,
@@ -156,16 +157,30 @@ def _kubernetes_shape(cfg: StackConfig) -> Shape:
         extra = matchers or ('container!=""', 'container!="POD"')
         return Promql(k.cadvisor_job).sel(metric, f'metrics_path="{KUBELET_CADVISOR_PATH}"', f'namespace="{ns}"', *extra)
 
+    def with_env(expr: str) -> str:
+        # The stack name is a label value already (STACK_NAME): nothing in it needs quoting.
+        return f'label_replace({expr}, "env", "{cfg.env}", "", "")'
+
+    # kube-prometheus-stack drops cAdvisor's container_spec_* series by default (they overlap with
+    # kube-state-metrics), so the limit is kube-state-metrics' view of the pod spec. A container
+    # without a limit has no such series; it gets its node's memory, which the operator's `node`
+    # target label on every kubelet series joins.
+    ksm_limit = Promql(k.kube_state_metrics_job).sel("kube_pod_container_resource_limits", 'resource="memory"', f'namespace="{ns}"')
+    machine = Promql(k.cadvisor_job).sel(MACHINE_MEMORY, f'metrics_path="{KUBELET_CADVISOR_PATH}"')
+    node_memory = f"max by (node) (last_over_time({machine}[{MACHINE_INFO_WINDOW}]))"
+    running = f"max by (namespace, pod, container, node) ({container('container_memory_working_set_bytes')})"
+    memory_limit = (
+        f"max by ({CONTAINER_BY}) ({with_env(ksm_limit)})"
+        f" or max by ({CONTAINER_BY}) ({with_env(f'{running} * 0 + on (node) group_left () {node_memory}')})"
+    )
     return Shape(
         gpu=gpu,
         container=container,
-        machine_memory=Promql(k.cadvisor_job).sel(MACHINE_MEMORY, f'metrics_path="{KUBELET_CADVISOR_PATH}"'),
-        # The operator labels every kubelet target with its node.
-        join="node",
-        # The stack name is a label value already (STACK_NAME): nothing in it needs quoting.
-        with_env=lambda expr: f'label_replace({expr}, "env", "{cfg.env}", "", "")',
+        machine_memory=machine,
+        with_env=with_env,
         load_by="env, instance",
         pod_as_instance=lambda expr: f'label_replace({expr}, "instance", "$1", "pod", "(.+)")',
+        memory_limit=memory_limit,
     )
 
 
@@ -217,12 +232,7 @@ def _container_records(sh: Shape) -> list[Record]:
     _container = sh.container
     limit = _container("container_spec_memory_limit_bytes")
     cpu = _container("container_cpu_usage_seconds_total")
-    host = f"max by ({sh.join}) (last_over_time({sh.machine_memory}[{MACHINE_INFO_WINDOW}]))"
-    if sh.join == "env":
-        without_limit = f"max by ({CONTAINER_BY}) ({limit} == 0) + on (env) group_left () {host}"
-    else:
-        # Each container gets its own node's memory before the containers are aggregated.
-        without_limit = f"max by ({CONTAINER_BY}) ({sh.with_env(f'({limit} == 0) + on ({sh.join}) group_left () {host}')})"
+    host = f"max by (env) (last_over_time({sh.machine_memory}[{MACHINE_INFO_WINDOW}]))"
     return [
         # Summed over `cpu`: cAdvisor reports cpu="total", or per-CPU series when the per-CPU metrics
         # are on. Summed over containers too: a replaced container's last 5 minutes still count.
@@ -245,8 +255,9 @@ def _container_records(sh: Shape) -> list[Record]:
         # replaced container without one is still reported.
         Record(
             CONTAINER_MEMORY_LIMIT,
-            f"max by ({CONTAINER_BY}) ({sh.with_env(f'{limit} > 0')})"
-            f" or ({without_limit})",
+            sh.memory_limit
+            or f"max by ({CONTAINER_BY}) ({limit} > 0)"
+            f" or (max by ({CONTAINER_BY}) ({limit} == 0) + on (env) group_left () {host})",
             CONTAINER_BY,
             f"{src}: `container_spec_memory_limit_bytes`; for a container without a limit (0), the host's "
             f"memory, `{MACHINE_MEMORY}` (over the last {MACHINE_INFO_WINDOW})",
