@@ -1,4 +1,5 @@
-"""The stack: read and validate config, render what the containers run, then wire the components.
+"""The stack: read and validate config, render what the containers run, then wire the components:
+on one Docker host (`build`, the default) or on a cluster (`build_kubernetes`, platform kubernetes).
 
 Kept out of `__main__.py` so the unit tests can run the whole program under Pulumi mocks, once per
 stack, in one process. Everything the components upload or create (commands, Prometheus config and

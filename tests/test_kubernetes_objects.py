@@ -290,3 +290,15 @@ def test_the_cluster_shape_test_can_fail(tmp_path):
     done = promtool("test", "rules", "test.yml", cwd=str(tmp_path))
     assert done.returncode != 0
     assert "llm:container_cpu_cores:rate5m" in done.stdout + done.stderr
+
+
+def test_the_committed_manifests_pass_both_schema_checks():
+    with open(os.path.join(ROOT, "assets", "kubernetes", "k8s", "manifests.yaml")) as fh:
+        objects = [o for o in yaml.safe_load_all(fh) if o]
+    operator = [o for o in objects if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert {o["kind"] for o in operator} == {"ServiceMonitor", "PrometheusRule"}
+    for obj in objects:
+        if obj not in operator:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    code, results = validate_crds(operator)
+    assert code == 0, results
