@@ -10,8 +10,10 @@ groups through promtool exactly as the Docker rule files go.
 """
 
 import copy
+import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -107,6 +109,66 @@ def test_the_service_monitor_and_prometheus_rule_pass_the_crd_schemas(name):
         ("monitoring.coreos.com/v1/ServiceMonitor", []),
         ("monitoring.coreos.com/v1/PrometheusRule", []),
     ]
+
+
+# The CRD schemas leave unknown fields alone, as the API server does: it prunes them, silently.
+# So a misspelt field (metricRelabelling) would vanish on the cluster. The package's TypeScript
+# declarations list every field each type has; this walks an object against them.
+MODELS_DIR = os.path.join(ROOT, "node_modules", "@kubernetes-models", "prometheus-operator", "monitoring.coreos.com", "v1")
+_IMPORT = re.compile(r'import \{ (\w+) \} from "\./(\w+)\.js";')
+_INTERFACE = re.compile(r"^export interface (\w+)(?: extends ([\w, ]+))? \{$", re.M)
+_FIELD = re.compile(r'^    "([^"]+)"\??: (.+?);?$')
+
+
+@functools.lru_cache(maxsize=None)
+def declared_fields(type_file: str) -> dict:
+    """field -> the local type file of its value (None: a scalar, a map, or another package's type)."""
+    with open(os.path.join(MODELS_DIR, f"{type_file}.d.ts")) as fh:
+        text = fh.read()
+    imports = dict(_IMPORT.findall(text))
+    head = _INTERFACE.search(text)
+    assert head, type_file
+    fields = {}
+    for base in (head.group(2) or "").split(","):
+        if base.strip() in imports:
+            fields.update(declared_fields(imports[base.strip()]))
+    for line in text[head.end():text.index("\n}", head.end())].splitlines():
+        match = _FIELD.match(line)
+        if match:
+            type_name = re.sub(r"^Array<(\w+)>$", r"\1", match.group(2).strip())
+            fields[match.group(1)] = imports.get(type_name)
+    return fields
+
+
+def unknown_fields(value, type_file: str, path: str = "") -> list:
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unknown_fields(item, type_file, f"{path}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    fields = declared_fields(type_file)
+    found = []
+    for key, item in value.items():
+        if key not in fields:
+            found.append(f"{path}.{key}")
+        elif fields[key]:
+            found += unknown_fields(item, fields[key], f"{path}.{key}")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_the_operator_objects_have_no_field_the_crds_lack(name):
+    for obj in render.operator_objects(VARIANTS[name]):
+        assert unknown_fields(obj, obj["kind"]) == [], obj["kind"]
+
+
+def test_the_field_check_finds_a_misspelt_field():
+    sm, rule = copy.deepcopy(render.operator_objects(VARIANTS["k8s"]))
+    assert "Endpoint" in declared_fields("ServiceMonitorSpec").values()  # it does descend
+    sm["spec"]["endpoints"][0]["metricRelabelling"] = sm["spec"]["endpoints"][0].pop("metricRelabelings")
+    sm["spec"]["endpoints"][0]["relabelings"][0]["target_label"] = "job"
+    rule["spec"]["groups"][0]["rules"][0]["annotation"] = {}
+    assert unknown_fields(sm, "ServiceMonitor") == [".spec.endpoints[0].relabelings[0].target_label", ".spec.endpoints[0].metricRelabelling"]
+    assert unknown_fields(rule, "PrometheusRule") == [".spec.groups[0].rules[0].annotation"]
 
 
 def test_the_crd_check_rejects_broken_objects():
