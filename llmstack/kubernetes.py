@@ -21,11 +21,12 @@ from . import topology
 from .config import StackConfig, duration_seconds
 from .engines import mistralrs
 from .prometheus import alerting_groups, recording_groups
+from .resources import MODEL_CONTAINER
 
 # The workload, its Service and its container share the name: cAdvisor reports the container as
 # `container="mistral"`, the component name the resource records and dashboards use on Docker too.
-NAME = "mistral"
-CONTAINER = "mistral"
+NAME = MODEL_CONTAINER
+CONTAINER = MODEL_CONTAINER
 API_PORT_NAME = "http"
 # The Service port the ServiceMonitor scrapes. mistral.rs serves /metrics on its API port, so both
 # Service ports lead to the same container port; the name says what the scrape is for.
