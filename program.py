@@ -1,4 +1,5 @@
-"""The stack: read and validate config, render what the containers run, then wire the components.
+"""The stack: read and validate config, render what the containers run, then wire the components:
+on one Docker host (`build`, the default) or on a cluster (`build_kubernetes`, platform kubernetes).
 
 Kept out of `__main__.py` so the unit tests can run the whole program under Pulumi mocks, once per
 stack, in one process. Everything the components upload or create (commands, Prometheus config and
@@ -12,15 +13,25 @@ from typing import Any, Optional
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_kubernetes as k8s
 
 from components.alertmanager import Alertmanager, AlertmanagerArgs
 from components.blackbox import Blackbox, BlackboxArgs
 from components.exporters import Cadvisor, DcgmExporter, ExporterArgs
 from components.grafana import Grafana, GrafanaArgs
+from components.kubernetes import (
+    MistralRsKubernetes,
+    MistralRsKubernetesArgs,
+    OperatorMonitoring,
+    OperatorMonitoringArgs,
+    PrometheusStack,
+    PrometheusStackArgs,
+)
 from components.mistral import MistralRs, MistralRsArgs
 from components.prometheus import Prometheus, PrometheusArgs
 from llmstack import alertmanager as alertmanager_render
 from llmstack import alerts, dashboards, grafana_alerting, probes, prometheus as prometheus_render, remote_write, routing
+from llmstack import kubernetes as kubernetes_render
 from llmstack import config as cfgmod
 from llmstack.config import ConfigError, StackConfig
 from llmstack.engines import mistralrs
@@ -59,8 +70,92 @@ def load_config() -> StackConfig:
         raise pulumi.RunError(str(err)) from None
 
 
+def _grafana_alerting(cfg: StackConfig):
+    if routing.GRAFANA not in routing.paths(cfg):
+        return None
+    return grafana_alerting.alerting_spec(cfg, alerts.alert_rules(cfg), secret=pulumi.Output.secret)
+
+
+def build_kubernetes(cfg: StackConfig) -> dict[str, Any]:
+    """The stack on a cluster: the servers, the operator's scrape and rules, the cluster's Grafana."""
+    k = cfg.kubernetes
+    provider = k8s.Provider(
+        "kubernetes",
+        # The kubeconfig holds credentials: a secret from config to state.
+        kubeconfig=pulumi.Output.secret(k.kubeconfig) if k.kubeconfig is not None else None,
+        context=k.context,
+    )
+    components: dict[str, Any] = {}
+    if k.install_prometheus_stack:
+        components["prometheus-stack"] = PrometheusStack(
+            "prometheus-stack",
+            PrometheusStackArgs(
+                provider=provider,
+                version=k.prometheus_stack_version,
+                namespace=k.prometheus_stack_namespace,
+                values=kubernetes_render.prometheus_stack_values(cfg),
+                remote_write_secret=kubernetes_render.remote_write_secret(cfg),
+                remote_write_credentials=remote_write.operator_secret_data(cfg),
+            ),
+        )
+
+    has_token = cfg.mistral.hf_token is not None
+    mistral = MistralRsKubernetes(
+        "mistral",
+        MistralRsKubernetesArgs(
+            provider=provider,
+            namespace=kubernetes_render.namespace(cfg),
+            statefulset=kubernetes_render.statefulset(cfg),
+            service=kubernetes_render.service(cfg),
+            pod_disruption_budget=kubernetes_render.pod_disruption_budget(cfg),
+            hf_token_secret=kubernetes_render.hf_token_secret(cfg, "") if has_token else None,
+            hf_token=cfg.mistral.hf_token,
+            retain_data_on_delete=cfg.retain_data_on_delete,
+        ),
+    )
+    # The namespace must exist first; with the install, so must the operator's CRDs the chart brings.
+    monitoring_opts = pulumi.ResourceOptions(depends_on=[mistral.namespace, *components.values()])
+    monitoring = OperatorMonitoring(
+        "monitoring",
+        OperatorMonitoringArgs(
+            provider=provider,
+            service_monitor=kubernetes_render.service_monitor(cfg),
+            prometheus_rule=kubernetes_render.prometheus_rule(cfg),
+        ),
+        opts=monitoring_opts,
+    )
+    # The cluster's Grafana, with the same datasource, dashboards and alerting as on Docker; the
+    # Docker-only arguments (network, container) are unused for an existing Grafana.
+    grafana = Grafana(
+        "grafana",
+        GrafanaArgs(
+            config=cfg.grafana,
+            env=cfg.env,
+            network_name=cfg.network_name,
+            container_name=cfg.container_name("grafana"),
+            retain_data_on_delete=cfg.retain_data_on_delete,
+            allow_public_bind=False,
+            prometheus_url=k.prometheus_url,
+            scrape_interval=cfg.prometheus.scrape_interval,
+            dashboards=dashboards.rendered(),
+            alerting=_grafana_alerting(cfg),
+        ),
+    )
+
+    pulumi.export("platform", cfg.platform)
+    pulumi.export("env", cfg.env)
+    pulumi.export("namespace", mistral.namespace_name)
+    pulumi.export("prometheusUrl", k.prometheus_url)
+    pulumi.export("grafanaUrl", grafana.url)
+    pulumi.export("mistralModelId", cfg.mistral.model_id)
+    pulumi.export("mistralApiUrl", f"http://{kubernetes_render.NAME}.{k.namespace}.svc:{cfg.mistral.port}/v1")
+    return {"mistral": mistral, "monitoring": monitoring, "grafana": grafana, **components}
+
+
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every resource of the stack; returns the components by name."""
+    if cfg.on_kubernetes:
+        return build_kubernetes(cfg)
     alert_rules = alerts.alert_rules(cfg)
     network = docker.Network(
         "network",

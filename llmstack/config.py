@@ -493,6 +493,50 @@ SLACK_CHANNEL = Pattern(r"[#@]?[a-z0-9][a-z0-9._-]{0,79}", "a Slack channel such
 CLUSTER_LABEL = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}", "letters, digits, '.', '_', ':' or '-', at most 63 characters")
 STACK_NAME = Pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "letters, digits, '.', '_' or '-' (it becomes the env label)")
 
+# Kubernetes names and labels as the API server validates them (apimachinery's validation package).
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*"
+_LABEL_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = rf"(?:{_DNS_SUBDOMAIN}/)?{_LABEL_NAME}"
+_LABEL_VALUE = rf"(?:{_LABEL_NAME})?"
+NAMESPACE = Pattern(_DNS_LABEL, "a Kubernetes namespace name: lower-case letters, digits and '-', at most 63 characters")
+LABEL_PAIR = Pattern(
+    rf"{_LABEL_KEY}={_LABEL_VALUE}",
+    "KEY=VALUE with a Kubernetes label key (optional prefix/, then name) and value (letters, digits, '-', '_', '.', at most 63)",
+)
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# kubectl taint's own spelling: key[=value]:Effect.
+TOLERATION = Pattern(
+    rf"{_LABEL_KEY}(?:={_LABEL_VALUE})?:(?:{'|'.join(TAINT_EFFECTS)})",
+    f"KEY[=VALUE]:EFFECT as kubectl taint writes a taint, EFFECT one of {', '.join(TAINT_EFFECTS)} (without =VALUE any value is tolerated)",
+)
+KUBE_CONTEXT = Pattern(r"[A-Za-z0-9@:._/-]{1,253}", "a kubeconfig context name")
+JOB_NAME = Pattern(r"[A-Za-z0-9_.:/-]{1,128}", "a Prometheus job label value")
+CHART_VERSION = Pattern(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})", "a chart release version X.Y.Z")
+
+
+def label_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """KEY=VALUE entries as (key, value), in the order given."""
+    return tuple(tuple(item.split("=", 1)) for item in items)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    value: Optional[str]  # None: operator Exists
+    effect: str
+
+    def as_dict(self) -> dict:
+        if self.value is None:
+            return {"key": self.key, "operator": "Exists", "effect": self.effect}
+        return {"key": self.key, "operator": "Equal", "value": self.value, "effect": self.effect}
+
+
+def parse_toleration(item: str) -> Toleration:
+    taint, _, effect = item.rpartition(":")
+    key, has_value, value = taint.partition("=")
+    return Toleration(key, value if has_value else None, effect)
+
 
 @dataclass(frozen=True)
 class OllamaTarget:
@@ -1000,7 +1044,12 @@ class EnginesConfig:
 
 @dataclass(frozen=True)
 class ProbesConfig:
-    enabled: bool = knob("probesEnabled", Boolean(), True, "Run the blackbox exporter and probe every server with a real, one-token generation (and /health).")
+    enabled: bool = knob(
+        "probesEnabled",
+        AutoBool(),
+        "auto",
+        "Run the blackbox exporter and probe every server with a real, one-token generation (and /health): auto (on with platform docker), true or false. Docker only.",
+    )
     image: str = knob("blackboxImage", Image(), "prom/blackbox-exporter:v0.23.0", "Blackbox exporter image, pinned by tag or digest.")
     interval: str = knob("probeInterval", Duration("30s", "1m"), "30s", "How often each server is probed (each probe is a real request).")
     # A generation probe may wait behind queued requests; the timeout allows for that.
@@ -1024,7 +1073,7 @@ class ProbesConfig:
 @dataclass(frozen=True)
 class ExportersConfig:
     cadvisor_image: str = knob("cadvisorImage", Image(), "ghcr.io/google/cadvisor:v0.53.0", "cAdvisor image, pinned by tag or digest.")
-    dcgm_enabled: bool = knob("dcgmExporterEnabled", AutoBool(), "auto", "Run the NVIDIA DCGM exporter: auto (with the cuda flavour), true or false.")
+    dcgm_enabled: bool = knob("dcgmExporterEnabled", AutoBool(), "auto", "Run the NVIDIA DCGM exporter: auto (with the cuda flavour on platform docker; on kubernetes the GPU operator runs it), true or false.")
     dcgm_image: str = knob("dcgmExporterImage", Image(), "nvcr.io/nvidia/k8s/dcgm-exporter:4.4.1-4.6.0-ubuntu22.04", "DCGM exporter image, pinned by tag or digest.")
     model_load_seen_within: str = knob(
         "modelLoadSeenWithin",
@@ -1079,6 +1128,51 @@ class SloConfig:
         return {"availability": self.availability_objective / 100, "latency": self.latency_objective / 100}
 
 
+PLATFORMS = ("docker", "kubernetes")
+# The kube-prometheus-stack release the optional install pins (prometheus-community/helm-charts).
+PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
+PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """Where and how the stack runs on a cluster (platform kubernetes): every key here is refused on docker."""
+
+    namespace: str = knob("kubernetesNamespace", NAMESPACE, "", "Namespace the stack creates and runs the server in; empty means llmstack-<stack>.")
+    kubeconfig: Any = knob("kubernetesKubeconfig", Secret(), "", f"Kubeconfig (its contents) the Kubernetes provider uses; empty uses the ambient one ($KUBECONFIG or ~/.kube/config). {_SECRET_HINT}")
+    context: Optional[str] = knob("kubernetesContext", KUBE_CONTEXT, "", "Kubeconfig context to deploy to; empty uses the kubeconfig's current context.")
+    replicas: int = knob("kubernetesReplicas", Integer(1, 64), 1, "Mistral.rs pods (StatefulSet replicas), each with its own model cache and GPUs.")
+    gpus_per_pod: int = knob("kubernetesGpusPerPod", Integer(0, 16), 1, "nvidia.com/gpu each pod requests; at least 1 with the cuda flavour, 0 with cpu.")
+    node_selector: tuple[tuple[str, str], ...] = knob(
+        "kubernetesNodeSelector", StringList(LABEL_PAIR), [], "Node labels the pods must run on, each KEY=VALUE (e.g. nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3)."
+    )
+    tolerations: tuple[Toleration, ...] = knob(
+        "kubernetesTolerations", StringList(TOLERATION, unique=True), [], "Taints the pods tolerate, each KEY[=VALUE]:EFFECT as kubectl taint writes them (e.g. nvidia.com/gpu:NoSchedule)."
+    )
+    storage_class: Optional[str] = knob("kubernetesStorageClass", Pattern(_DNS_SUBDOMAIN, "a StorageClass name"), "", "StorageClass of the model cache volumes; empty uses the cluster's default.")
+    model_cache_size: str = knob("kubernetesModelCacheSize", Size("1GB", "64TB"), "100GB", "Size of each pod's model cache volume (it keeps the weights across pod replacement).")
+    startup_timeout: str = knob(
+        "kubernetesStartupTimeout", Duration("5m", "6h"), "30m", "How long a new pod may take to download and load its model before the kubelet restarts it (the startup probe's budget)."
+    )
+    operator_selector: tuple[tuple[str, str], ...] = knob(
+        "kubernetesOperatorSelector",
+        StringList(LABEL_PAIR, unique=True),
+        ["release=kube-prometheus-stack"],
+        "Labels the ServiceMonitor and PrometheusRule carry, each KEY=VALUE: what the cluster's Prometheus selects them by (kube-prometheus-stack selects release=<its release name>).",
+    )
+    prometheus_url: Optional[str] = knob("kubernetesPrometheusUrl", Url(), "", "The cluster's Prometheus as Grafana reaches it (the Grafana datasource URL). Required on kubernetes.")
+    cadvisor_job: str = knob("kubernetesCadvisorJob", JOB_NAME, "kubelet", "Job label of the kubelet's cAdvisor series in the cluster's Prometheus (kube-prometheus-stack: kubelet).")
+    kube_state_metrics_job: str = knob(
+        "kubernetesKubeStateMetricsJob", JOB_NAME, "kube-state-metrics", "Job label of kube-state-metrics in the cluster's Prometheus: the container memory limits come from it."
+    )
+    dcgm_job: str = knob("kubernetesDcgmJob", JOB_NAME, "nvidia-dcgm-exporter", "Job label of the GPU operator's DCGM exporter series in the cluster's Prometheus.")
+    install_prometheus_stack: bool = knob(
+        "kubernetesInstallPrometheusStack", Boolean(), False, "Install kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana) as a pinned Helm release, for a cluster that has none."
+    )
+    prometheus_stack_version: str = knob("kubernetesPrometheusStackVersion", CHART_VERSION, "67.8.0", "kube-prometheus-stack chart version the install pins.")
+    prometheus_stack_namespace: str = knob("kubernetesPrometheusStackNamespace", NAMESPACE, "monitoring", "Namespace of the kube-prometheus-stack install.")
+
+
 @dataclass(frozen=True)
 class StackConfig:
     env: str  # the stack name: not a knob, it becomes every series' env label
@@ -1092,9 +1186,15 @@ class StackConfig:
     probes: ProbesConfig
     engines: EnginesConfig
     slo: SloConfig
-    retain_data_on_delete: bool = knob("retainDataOnDelete", AutoBool(), "auto", "Keep the data volumes when the stack is destroyed: auto (true on prod), true or false.")
+    kubernetes: KubernetesConfig
+    platform: str = knob("platform", Choice(PLATFORMS), "docker", "Where the stack runs: docker (one host, the default) or kubernetes (a cluster with the Prometheus Operator).")
+    retain_data_on_delete: bool = knob("retainDataOnDelete", AutoBool(), "auto", "Keep the data volumes (on kubernetes the model cache claims) when the stack is destroyed: auto (true on prod), true or false.")
     # The one switch for a non-loopback publish address; the policy pack reads its label.
     allow_public_bind: bool = knob("allowPublicBind", Boolean(), False, "Allow publishing ports on an address other than 127.0.0.1 (the policy pack refuses it in prod without this).")
+
+    @property
+    def on_kubernetes(self) -> bool:
+        return self.platform == "kubernetes"
 
     @property
     def network_name(self) -> str:
@@ -1234,13 +1334,25 @@ def load(source: ConfigSource, env: str) -> StackConfig:
                 "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpAuthUser"):
         v[key] = v[key] or None
     uses_gpu = v["mistralImageFlavour"] == "cuda"
-    v["dcgmExporterEnabled"] = uses_gpu if v["dcgmExporterEnabled"] == "auto" else v["dcgmExporterEnabled"] == "true"
+    on_kubernetes = v["platform"] == "kubernetes"
+    # On a cluster the GPU operator runs the DCGM exporter and there is no blackbox exporter.
+    v["dcgmExporterEnabled"] = uses_gpu and not on_kubernetes if v["dcgmExporterEnabled"] == "auto" else v["dcgmExporterEnabled"] == "true"
+    v["probesEnabled"] = not on_kubernetes if v["probesEnabled"] == "auto" else v["probesEnabled"] == "true"
+    for key in ("kubernetesNodeSelector", "kubernetesOperatorSelector"):
+        v[key] = label_pairs(i for i in v[key] if not LABEL_PAIR.problem(i))
+    v["kubernetesTolerations"] = tuple(parse_toleration(i) for i in v["kubernetesTolerations"] if not TOLERATION.problem(i))
+    for key in ("kubernetesContext", "kubernetesStorageClass", "kubernetesPrometheusUrl"):
+        v[key] = v[key] or None
+    v["kubernetesNamespace"] = v["kubernetesNamespace"] or f"llmstack-{env}"
+    if not uses_gpu and "kubernetesGpusPerPod" not in source.keys():
+        v["kubernetesGpusPerPod"] = 0
     v["retainDataOnDelete"] = env == "prod" if v["retainDataOnDelete"] == "auto" else v["retainDataOnDelete"] == "true"
     for key, slo in (("sloAvailabilityObjective", "availability"), ("sloLatencyObjective", "latency")):
         v[key] = SLO_AUTO[slo]["prod" if env == "prod" else "other"] if v[key] == "auto" else float(v[key])
     config = _build(StackConfig, v, env)
 
     _check_across_keys(config, problems)
+    _check_platform(config, set(source.keys()), problems)
     if problems.items:
         raise ConfigError(problems.items)
     return config
@@ -1251,7 +1363,9 @@ def _key(section: type, name: str) -> str:
 
 
 def published(cfg: StackConfig) -> list[tuple[str, str, int]]:
-    """(address key, address, port) of every port the stack publishes on the host."""
+    """(address key, address, port) of every port the stack publishes on the host (none on a cluster)."""
+    if cfg.on_kubernetes:
+        return []
     out = [
         ("mistralPublishAddress", cfg.mistral.publish_address, cfg.mistral.publish_port),
         ("prometheusPublishAddress", cfg.prometheus.publish_address, cfg.prometheus.publish_port),
@@ -1304,6 +1418,79 @@ def _check_delivery(cfg: StackConfig, problems: Problems) -> None:
             problems.add("alertmanagerChannels", "gives the stack's Alertmanager no configured channel; with alertDelivery both each path needs one")
         if not theirs:
             problems.add("alertmanagerChannels", "leaves Grafana no configured channel; with alertDelivery both each path needs one (e.g. the webhook)")
+
+
+# What only a Docker host has: host ports, the containers the stack runs beside the server (on a
+# cluster those are the cluster's own Prometheus, Grafana, Alertmanager and exporters) and the static
+# scrape targets of prometheus.yml, which the operator's CRDs do not hold.
+DOCKER_ONLY = (
+    "mistralGpuDeviceIds", "mistralPublishAddress", "mistralPublishPort",
+    "prometheusImage", "evaluationInterval", "prometheusRetentionTime", "prometheusRetentionSize",
+    "prometheusPublishAddress", "prometheusPublishPort", "prometheusLifecycleApi", "prometheusAdminApi",
+    "ollamaTargets", "vllmTargets", "tgiTargets", "llamacppTargets",
+    "grafanaImage", "grafanaAdminUser", "grafanaPublishAddress", "grafanaPublishPort",
+    "alertmanagerUrls", "alertmanagerBasicAuthUser", "alertmanagerBasicAuthPassword", "alertmanagerBearerToken",
+    "alertmanagerImage", "alertmanagerPublishAddress", "alertmanagerPublishPort", "alertmanagerChannels",
+    "alertSmtpSmarthost", "alertSmtpFrom", "alertSmtpAuthUser", "alertSmtpAuthPassword",
+    "alertHeartbeatUrl", "alertHeartbeatToken",
+    "cadvisorImage", "dcgmExporterImage",
+    "blackboxImage", "probeInterval", "probeTimeout", "alertProbeLatencyWarningSeconds", "ollamaProbeTargets",
+    "blackboxPublishAddress", "blackboxPublishPort",
+    "allowPublicBind",
+)
+
+
+def kubernetes_only() -> tuple[str, ...]:
+    return tuple(k.key for _, k in _knob_fields(KubernetesConfig))
+
+
+def _check_platform(cfg: StackConfig, set_keys: set, problems: Problems) -> None:
+    if not cfg.on_kubernetes:
+        for key in kubernetes_only():
+            if key in set_keys:
+                problems.add(key, "is a kubernetes setting, but platform is docker; set platform: kubernetes to use it, or unset it")
+        return
+    k, m = cfg.kubernetes, cfg.mistral
+    for key in DOCKER_ONLY:
+        if key in set_keys:
+            problems.add(key, "is a docker setting; platform kubernetes does not use it (the cluster runs its own Prometheus, Grafana, Alertmanager and exporters): unset it")
+    if cfg.probes.enabled and "probesEnabled" in set_keys:
+        problems.add("probesEnabled", "is true, but the blackbox probes run on docker only; unset it or set it to false on platform kubernetes")
+    if cfg.exporters.dcgm_enabled and "dcgmExporterEnabled" in set_keys:
+        problems.add("dcgmExporterEnabled", "is true, but on platform kubernetes the GPU operator runs the DCGM exporter; unset it")
+    if cfg.prometheus.remote_write and not cfg.kubernetes.install_prometheus_stack:
+        problems.add(
+            "prometheusRemoteWrite",
+            "is set, but on platform kubernetes the stack configures remote write only on the Prometheus it installs "
+            "(kubernetesInstallPrometheusStack: true); configure the cluster's own Prometheus resource instead "
+            "(docs/remote-write.md shows the operator's shape)",
+        )
+    if cfg.alerting.delivery != "grafana":
+        problems.add(
+            "alertDelivery",
+            f"got {cfg.alerting.delivery!r}; platform kubernetes delivers through Grafana only (the cluster's Alertmanager "
+            "receives the PrometheusRule's alerts and routes them by its own config): use grafana",
+        )
+    if cfg.grafana.url is None and not problems.has("grafanaUrl"):
+        problems.add("grafanaUrl", "is required on platform kubernetes: the URL of the cluster's Grafana (with grafanaAuth)")
+    if k.prometheus_url is None and not problems.has("kubernetesPrometheusUrl"):
+        problems.add("kubernetesPrometheusUrl", "is required on platform kubernetes: the cluster's Prometheus as Grafana reaches it")
+    if not problems.has("kubernetesNamespace") and NAMESPACE.problem(k.namespace):
+        problems.add("kubernetesNamespace", f"is unset and the default {k.namespace!r} (llmstack-<stack>) is not a valid namespace; set one: {NAMESPACE.what}")
+    if m.uses_gpu and k.gpus_per_pod == 0:
+        problems.add("kubernetesGpusPerPod", "got 0; mistralImageFlavour cuda needs at least 1 GPU per pod")
+    if not m.uses_gpu and k.gpus_per_pod > 0:
+        problems.add("kubernetesGpusPerPod", f"got {k.gpus_per_pod}; mistralImageFlavour is cpu, which uses no GPU: set 0 or use the cuda flavour")
+    for key, pairs in (("kubernetesNodeSelector", k.node_selector), ("kubernetesOperatorSelector", k.operator_selector)):
+        keys = [name for name, _ in pairs]
+        duplicated = sorted({name for name in keys if keys.count(name) > 1})
+        if duplicated:
+            problems.add(key, f"sets {', '.join(map(shown, duplicated))} more than once; each label key takes one value")
+    if not k.operator_selector and not problems.has("kubernetesOperatorSelector"):
+        problems.add("kubernetesOperatorSelector", "is empty; the cluster's Prometheus selects ServiceMonitors and PrometheusRules by label (kube-prometheus-stack: release=<release name>)")
+    tolerated = [(t.key, t.effect) for t in k.tolerations]
+    if len(set(tolerated)) != len(tolerated):
+        problems.add("kubernetesTolerations", "tolerates the same key and effect twice; keep one entry per key and effect")
 
 
 def _check_across_keys(cfg: StackConfig, problems: Problems) -> None:

@@ -2,7 +2,9 @@
 
 Mistral.rs exports none of these. They come from the exporters beside it (components/exporters.py):
 cAdvisor for every stack container and, on GPU hosts, NVIDIA's DCGM exporter; the TSDB size comes
-from Prometheus's own metrics. This module turns their raw series into the shared `llm:*` names of
+from Prometheus's own metrics. On a cluster (platform kubernetes) they come from what the cluster
+already runs: the kubelet's cAdvisor, kube-state-metrics and the GPU operator's DCGM exporter, whose
+labels differ (`Shape`). This module turns their raw series into the shared `llm:*` names of
 llmstack/signals.py, which the dashboards query. It also builds the `cadvisor`, `dcgm` and `prometheus` scrape jobs, whose keep-lists are
 what the expressions here read (llmstack/promql.py's conventions); the resource alerts are in
 llmstack/alerts/resources.py.
@@ -40,6 +42,7 @@ restart policy, `docker restart`) keeps the creation time, so it is not measured
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 from . import topology
 from .config import StackConfig, duration_seconds
@@ -99,6 +102,91 @@ _gpu = Promql(DCGM_JOB).sel
 _container = Promql(CADVISOR_JOB).sel
 _prometheus = Promql(PROMETHEUS_JOB).sel
 
+# The kubelet's cAdvisor serves under this path; kube-prometheus-stack copies it into `metrics_path`,
+# which tells its series from the kubelet's own /metrics under the same job.
+KUBELET_CADVISOR_PATH = "/metrics/cadvisor"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the raw resource series are labelled on a platform, and how a record reads them.
+
+    Docker: the stack's own `cadvisor` and `dcgm` jobs already attach `env` and the component as
+    `container` (the scrape jobs below). Kubernetes: the cluster's kubelet cAdvisor and the GPU
+    operator's DCGM exporter carry `namespace`, `pod` and `container` and no `env`, so the records
+    keep the stack's namespace, add `env`, and take the pod as `instance`, the label the
+    ServiceMonitor gives each server (llmstack/kubernetes.py). Both shapes give the same records,
+    label for label.
+    """
+
+    gpu: Callable[[str], str]  # a DCGM metric -> the selector of the stack's GPUs
+    container: Callable[..., str]  # a cAdvisor metric (and matchers) -> the stack's containers
+    machine_memory: str  # the host's memory
+    with_env: Callable[[str], str]  # attach `env` where the raw series lack it
+    load_by: str  # the labels the model-load start is kept by
+    pod_as_instance: Callable[[str], str]
+    memory_limit: Optional[str] = None  # the limit record, where it does not come from cAdvisor
+
+
+def _docker_shape() -> Shape:
+    return Shape(
+        gpu=_gpu,
+        container=_container,
+        machine_memory=_container(MACHINE_MEMORY),
+        with_env=lambda expr: expr,
+        load_by="env",
+        pod_as_instance=lambda expr: expr,
+    )
+
+
+def _kubernetes_shape(cfg: StackConfig) -> Shape:
+    k = cfg.kubernetes
+    ns = k.namespace
+
+    def gpu(metric: str) -> str:
+        # A GPU is the stack's while one of its pods holds it: the exporter then labels it with that
+        # pod's namespace. The GPU operator's ServiceMonitor does not honour the exporter's labels,
+        # so Prometheus keeps that one as exported_namespace; a ServiceMonitor that does keeps it as
+        # namespace. Either is read.
+        sel = Promql(k.dcgm_job).sel
+        exported, honoured = f'exported_namespace="{ns}"', f'namespace="{ns}"'
+        return f"({sel(metric, exported)} or {sel(metric, honoured)})"
+
+    def container(metric: str, *matchers: str) -> str:
+        # container="" is the pod's cgroup and "POD" its sandbox: aggregates, not containers.
+        extra = matchers or ('container!=""', 'container!="POD"')
+        return Promql(k.cadvisor_job).sel(metric, f'metrics_path="{KUBELET_CADVISOR_PATH}"', f'namespace="{ns}"', *extra)
+
+    def with_env(expr: str) -> str:
+        # The stack name is a label value already (STACK_NAME): nothing in it needs quoting.
+        return f'label_replace({expr}, "env", "{cfg.env}", "", "")'
+
+    # kube-prometheus-stack drops cAdvisor's container_spec_* series by default (they overlap with
+    # kube-state-metrics), so the limit is kube-state-metrics' view of the pod spec. A container
+    # without a limit has no such series; it gets its node's memory, which the operator's `node`
+    # target label on every kubelet series joins.
+    ksm_limit = Promql(k.kube_state_metrics_job).sel("kube_pod_container_resource_limits", 'resource="memory"', f'namespace="{ns}"')
+    machine = Promql(k.cadvisor_job).sel(MACHINE_MEMORY, f'metrics_path="{KUBELET_CADVISOR_PATH}"')
+    node_memory = f"max by (node) (last_over_time({machine}[{MACHINE_INFO_WINDOW}]))"
+    running = f"max by (namespace, pod, container, node) ({container('container_memory_working_set_bytes')})"
+    memory_limit = (
+        f"max by ({CONTAINER_BY}) ({with_env(ksm_limit)})"
+        f" or max by ({CONTAINER_BY}) ({with_env(f'{running} * 0 + on (node) group_left () {node_memory}')})"
+    )
+    return Shape(
+        gpu=gpu,
+        container=container,
+        machine_memory=machine,
+        with_env=with_env,
+        load_by="env, instance",
+        pod_as_instance=lambda expr: f'label_replace({expr}, "instance", "$1", "pod", "(.+)")',
+        memory_limit=memory_limit,
+    )
+
+
+def shape(cfg: StackConfig) -> Shape:
+    return _kubernetes_shape(cfg) if cfg.on_kubernetes else _docker_shape()
+
 
 @dataclass(frozen=True)
 class Record:
@@ -111,11 +199,12 @@ class Record:
         return {"record": self.signal.name, "expr": self.expr}
 
 
-def _gpu_records() -> list[Record]:
+def _gpu_records(sh: Shape) -> list[Record]:
     def by(expr: str) -> str:
         # One series per GPU; max rather than sum, so a duplicate never doubles a value.
-        return f"max by ({GPU_BY}) ({expr})"
+        return f"max by ({GPU_BY}) ({sh.with_env(expr)})"
 
+    _gpu = sh.gpu
     used = _gpu("DCGM_FI_DEV_FB_USED")
     free = _gpu("DCGM_FI_DEV_FB_FREE")
     src = "DCGM exporter"
@@ -131,29 +220,31 @@ def _gpu_records() -> list[Record]:
         # err_msg is kept for the alert's text; the value is the XID itself.
         Record(
             GPU_LAST_XID,
-            f"max by ({GPU_BY}, err_msg) ({_gpu('DCGM_FI_DEV_XID_ERRORS')})",
+            f"max by ({GPU_BY}, err_msg) ({sh.with_env(_gpu('DCGM_FI_DEV_XID_ERRORS'))})",
             f"{GPU_BY}, err_msg",
             f"{src}: `DCGM_FI_DEV_XID_ERRORS` (the last XID; its `err_msg` label is kept)",
         ),
     ]
 
 
-def _container_records() -> list[Record]:
+def _container_records(sh: Shape) -> list[Record]:
     src = "cAdvisor"
+    _container = sh.container
     limit = _container("container_spec_memory_limit_bytes")
-    host = f"max by (env) (last_over_time({_container(MACHINE_MEMORY)}[{MACHINE_INFO_WINDOW}]))"
+    cpu = _container("container_cpu_usage_seconds_total")
+    host = f"max by (env) (last_over_time({sh.machine_memory}[{MACHINE_INFO_WINDOW}]))"
     return [
         # Summed over `cpu`: cAdvisor reports cpu="total", or per-CPU series when the per-CPU metrics
         # are on. Summed over containers too: a replaced container's last 5 minutes still count.
         Record(
             CONTAINER_CPU,
-            f"sum by ({CONTAINER_BY}) (rate({_container('container_cpu_usage_seconds_total')}[5m]))",
+            f"sum by ({CONTAINER_BY}) ({sh.with_env(f'rate({cpu}[5m])')})",
             CONTAINER_BY,
             f"{src}: `rate(container_cpu_usage_seconds_total[5m])`",
         ),
         Record(
             CONTAINER_MEMORY,
-            f"sum by ({CONTAINER_BY}) ({_container('container_memory_working_set_bytes')})",
+            f"sum by ({CONTAINER_BY}) ({sh.with_env(_container('container_memory_working_set_bytes'))})",
             CONTAINER_BY,
             f"{src}: `container_memory_working_set_bytes`",
         ),
@@ -164,7 +255,8 @@ def _container_records() -> list[Record]:
         # replaced container without one is still reported.
         Record(
             CONTAINER_MEMORY_LIMIT,
-            f"max by ({CONTAINER_BY}) ({limit} > 0)"
+            sh.memory_limit
+            or f"max by ({CONTAINER_BY}) ({limit} > 0)"
             f" or (max by ({CONTAINER_BY}) ({limit} == 0) + on (env) group_left () {host})",
             CONTAINER_BY,
             f"{src}: `container_spec_memory_limit_bytes`; for a container without a limit (0), the host's "
@@ -173,12 +265,14 @@ def _container_records() -> list[Record]:
     ]
 
 
-def _model_load_records(cfg: StackConfig) -> list[Record]:
+def _model_load_records(cfg: StackConfig, sh: Shape) -> list[Record]:
     model_container = f'container="{MODEL_CONTAINER}"'
-    created = f"max by (env) ({_container('container_start_time_seconds', model_container)})"
+    # On a cluster each pod is a server of its own (its own `instance`), so each is timed on its own.
+    started = sh.with_env(sh.pod_as_instance(sh.container("container_start_time_seconds", model_container)))
+    created = f"max by ({sh.load_by}) ({started})"
     up = Promql(mistralrs.JOB).sel("up")
     seen_within = int(duration_seconds(cfg.exporters.model_load_seen_within))
-    on_env = "on (env) group_left ()"
+    on_env = f"on ({sh.load_by}) group_left ()"
     # Latch 1: the creation time, if Prometheus saw the container soon after it (see the module doc).
     load_start = (
         f"(last_over_time({LOAD_START.name}[{LATCH_WINDOW}]) == {created})"
@@ -192,7 +286,7 @@ def _model_load_records(cfg: StackConfig) -> list[Record]:
         f" or ({answered_at} > {on_env} {LOAD_START.name})"
     )
     return [
-        Record(LOAD_START, load_start, "env", "cAdvisor: `container_start_time_seconds` of the mistral container (its creation time)"),
+        Record(LOAD_START, load_start, sh.load_by, "cAdvisor: `container_start_time_seconds` of the mistral container (its creation time)"),
         Record(READY, ready, SCHEMA_BY, "the first successful scrape of the `mistral` job (`timestamp(up)`) after that"),
         Record(MODEL_LOAD_SECONDS, f"{READY.name} - {on_env} {LOAD_START.name}", SCHEMA_BY, "the two above: ready minus created"),
     ]
@@ -224,7 +318,8 @@ def _tsdb_records() -> list[Record]:
 
 def records(cfg: StackConfig) -> list[Record]:
     """Every resource record, in evaluation order (the model-load latches depend on it)."""
-    return [*_gpu_records(), *_container_records(), *_model_load_records(cfg), *_tsdb_records()]
+    sh = shape(cfg)
+    return [*_gpu_records(sh), *_container_records(sh), *_model_load_records(cfg, sh), *_tsdb_records()]
 
 
 def recording_groups(cfg: StackConfig) -> list[dict]:

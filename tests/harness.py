@@ -16,7 +16,7 @@ import pulumi
 from pulumi.runtime import rpc
 
 import program
-from tools.stacks import stack_values
+from tools.stacks import STACK_SECRETS, stack_values
 
 PROJECT = "llmstack"
 
@@ -88,13 +88,16 @@ def run_stack(
             values.pop(key, None)
         else:
             values[key] = value if isinstance(value, str) else json.dumps(value)
+    # The credentials a committed stack file cannot hold, unless the test sets or unsets them.
+    secrets = {**(STACK_SECRETS.get(env, {}) if base is None else {}), **(secrets or {})}
+    secrets = {k: v for k, v in secrets.items() if v is not None and k not in (plaintext or {})}
     values.update(plaintext or {})
-    values.update(secrets or {})
+    values.update(secrets)
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, project=PROJECT, stack=env, preview=False)
     pulumi.runtime.set_all_config(
         {f"{PROJECT}:{k}": v for k, v in values.items()},
-        [f"{PROJECT}:{k}" for k in (secrets or {})],
+        [f"{PROJECT}:{k}" for k in secrets],
     )
 
     active = [True]

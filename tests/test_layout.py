@@ -77,7 +77,7 @@ LAYERS = [
     {"llmstack.config"},
     {"llmstack.signals", "llmstack.topology", "llmstack.promql", "llmstack.scrape"},
     {"llmstack.engines", "llmstack.resources", "llmstack.probes", "llmstack.slo"},
-    {"llmstack.alerts", "llmstack.dashboards", "llmstack.routing", "llmstack.alertmanager", "llmstack.remote_write", "llmstack.prometheus", "llmstack.grafana_alerting"},
+    {"llmstack.alerts", "llmstack.dashboards", "llmstack.routing", "llmstack.alertmanager", "llmstack.remote_write", "llmstack.prometheus", "llmstack.grafana_alerting", "llmstack.kubernetes"},
     {"components"},
     {"program", "__main__"},
 ]

@@ -21,7 +21,7 @@ def urns(rec, env: str) -> list[str]:
     return sorted(f"urn:pulumi:{env}::llmstack::{qualified_type(name)}::{name}" for name in rec.options)
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", ["dev", "prod", "k8s"])
 def test_urns_match_the_committed_list(env):
     with open(os.path.join(HERE, "urns", f"{env}.txt")) as fh:
         committed = fh.read().split()
