@@ -11,7 +11,7 @@ from llmstack import prometheus
 from llmstack.config import MISTRAL_IMAGE_REPO, duration_seconds, image_pin_problem
 from llmstack.engines import mistralrs
 from tests.harness import contains_secret, find_plaintext, run_stack
-from tests.test_remote_write import ENTRIES, PASSWORD, SECRETS, TOKEN  # the Docker tests' endpoints
+from tests import test_remote_write as rw  # the Docker tests' endpoints and credentials
 from tools.stacks import stack_config
 
 STS = "kubernetes:apps/v1:StatefulSet"
@@ -227,19 +227,19 @@ def test_kube_prometheus_stack_is_a_pinned_release_behind_its_flag(k8s):
 
 
 def test_the_installed_prometheus_remote_writes_with_credentials_from_a_secret():
-    rec = run_stack("k8s", {"kubernetesInstallPrometheusStack": "true", "prometheusRemoteWrite": json.dumps(ENTRIES),
-                            "prometheusClusterLabel": "gpu-eu-1"}, secrets=SECRETS)
+    rec = run_stack("k8s", {"kubernetesInstallPrometheusStack": "true", "prometheusRemoteWrite": json.dumps(rw.ENTRIES),
+                            "prometheusClusterLabel": "gpu-eu-1"}, secrets=rw.SECRETS)
     spec = rec.one(RELEASE).inputs["values"]["prometheus"]["prometheusSpec"]
     assert spec["externalLabels"] == {"cluster": "gpu-eu-1", "env": "k8s"}
-    assert [rw["url"] for rw in spec["remoteWrite"]] == [e["url"] for e in ENTRIES]
+    assert [e["url"] for e in spec["remoteWrite"]] == [e["url"] for e in rw.ENTRIES]
     assert spec["remoteWrite"][0]["basicAuth"]["password"]["name"] == render.REMOTE_WRITE_SECRET
     secret = rec.one(SECRET)
     assert secret.inputs["metadata"]["name"] == render.REMOTE_WRITE_SECRET
-    for value in (PASSWORD, TOKEN):
+    for value in (rw.PASSWORD, rw.TOKEN):
         assert not any(find_plaintext(r.inputs, value) for r in rec.resources), f"{value} in plaintext"
         assert contains_secret(secret.inputs["stringData"], value)
 
 
 def test_remote_write_without_the_install_is_refused():
     with pytest.raises(Exception, match="prometheusRemoteWrite: is set, but on platform kubernetes"):
-        run_stack("k8s", {"prometheusRemoteWrite": json.dumps(ENTRIES)}, secrets=SECRETS)
+        run_stack("k8s", {"prometheusRemoteWrite": json.dumps(rw.ENTRIES)}, secrets=rw.SECRETS)
