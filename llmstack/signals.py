@@ -91,6 +91,13 @@ SLO_BURN_RATES = {
     w: _s(f"llm:slo_burn_rate:{w}", "none", f"How fast the SLO's error budget burns over {w}: the share of bad requests over the budget's share (1: the budget lasts exactly its 30 days).")
     for w in SLO_WINDOWS
 }
+# The same over every instance serving one model (labels engine, env, model, slo), for the page's windows.
+FLEET_BY = "engine, env, model"
+SLO_FLEET_WINDOWS = ("5m", "30m", "1h", "6h")
+SLO_FLEET_BURN_RATES = {
+    w: _s(f"llm:slo_burn_rate_fleet:{w}", "none", f"How fast the fleet's error budget burns over {w}: every instance serving the model together.")
+    for w in SLO_FLEET_WINDOWS
+}
 
 # --- helpers of the resource records and alerts ------------------------------------------------
 LOAD_START = _s(
@@ -111,4 +118,4 @@ TSDB_RETENTION_USED = _s(
     "Prometheus's TSDB on disk (blocks, WAL, head chunks) against its retention size.",
 )
 
-ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal)) + tuple(SLO_BURN_RATES.values())
+ALL = tuple(v for v in list(globals().values()) if isinstance(v, Signal)) + tuple(SLO_BURN_RATES.values()) + tuple(SLO_FLEET_BURN_RATES.values())

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from . import signals as s
 from .config import StackConfig, duration_seconds
 from .promql import share
-from .signals import BY, SLO_BURN_RATES, SLO_WINDOWS, WINDOW, Signal
+from .signals import BY, FLEET_BY, SLO_BURN_RATES, SLO_FLEET_BURN_RATES, SLO_FLEET_WINDOWS, SLO_WINDOWS, WINDOW, Signal
 
 GROUP = "llm-slo"
 LABEL = "slo"  # the label telling the SLOs' records and alerts apart
@@ -54,17 +54,24 @@ def budget(cfg: StackConfig, sli: Sli) -> str:
     return f"{round(1 - cfg.slo.objectives[sli.name], 6):g}"
 
 
-def bad_share(sli: Sli, window: str) -> str:
-    """The share of bad requests over `window` (absent without traffic)."""
-    if window == WINDOW:
-        return share(sli.bad.name, sli.total.name)
-    return share(f"sum_over_time({sli.bad.name}[{window}])", f"sum_over_time({sli.total.name}[{window}])")
+def _over(signal: Signal, window: str) -> str:
+    return signal.name if window == WINDOW else f"sum_over_time({signal.name}[{window}])"
 
 
-def _covered(cfg: StackConfig, sli: Sli, window: str) -> str:
-    """True where Prometheus holds at least COVERAGE of the window's evaluations of the total."""
+def bad_share(sli: Sli, window: str, by: str = "") -> str:
+    """The share of bad requests over `window` (absent without traffic); summed `by` these labels
+    across instances when given."""
+    if not by:
+        return share(_over(sli.bad, window), _over(sli.total, window))
+    return share(f"sum by ({by}) ({_over(sli.bad, window)})", f"sum by ({by}) ({_over(sli.total, window)})")
+
+
+def _covered(cfg: StackConfig, sli: Sli, window: str, by: str = "") -> str:
+    """True where Prometheus holds at least COVERAGE of the window's evaluations of the total (for a
+    fleet: of at least one of its instances)."""
     needed = int(COVERAGE * duration_seconds(window) / duration_seconds(cfg.prometheus.evaluation_interval))
-    return f"count_over_time({sli.total.name}[{window}]) >= {needed}"
+    counted = f"count_over_time({sli.total.name}[{window}])"
+    return f"max by ({by}) ({counted}) >= {needed}" if by else f"{counted} >= {needed}"
 
 
 def records(cfg: StackConfig) -> list[dict]:
@@ -76,6 +83,12 @@ def records(cfg: StackConfig) -> list[dict]:
             if w != WINDOW:
                 expr += f" and on ({BY}) {_covered(cfg, sli, w)}"
             out.append({"record": SLO_BURN_RATES[w].name, "expr": expr, "labels": {LABEL: sli.name}})
+    for sli in SLIS:
+        for w in SLO_FLEET_WINDOWS:
+            expr = f"({bad_share(sli, w, FLEET_BY)}) / {budget(cfg, sli)}"
+            if w != WINDOW:
+                expr += f" and on ({FLEET_BY}) {_covered(cfg, sli, w, FLEET_BY)}"
+            out.append({"record": SLO_FLEET_BURN_RATES[w].name, "expr": expr, "labels": {LABEL: sli.name}})
     return out
 
 

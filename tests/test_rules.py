@@ -61,7 +61,7 @@ def test_thresholds_and_queue_for_come_from_config():
     assert {a.name: a.expr for a in alerts.alert_rules(cfg)} != {a.name: a.expr for a in custom}
 
 
-PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector", "min_over_time", "max", "changes", "avg_over_time", "time", "timestamp"}
+PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "absent", "vector", "min_over_time", "max", "count", "changes", "avg_over_time", "time", "timestamp"}
 
 
 def test_alerts_read_only_series_the_stack_produces():
@@ -81,7 +81,7 @@ def test_inference_alerts_use_only_shared_schema_series():
     resource = {a.name for a in resource_alerts.alert_rules(CFG)}  # over resource records: tests/test_resources.py
     probe = {a.name for a in probe_alerts.alert_rules(CFG)}  # over probe records: tests/test_probes.py
     for alert in ALERTS:
-        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "LLMTargetFlapping", "Watchdog") or alert.name in resource | probe:
+        if alert.name in ("LLMTargetDown", "LLMTargetAbsent", "LLMTargetFlapping", "LLMFleetReplicasDown", "Watchdog") or alert.name in resource | probe:
             continue
         names = set(re.findall(r"llm:[a-z0-9_:]+", alert.expr))
         assert names and names <= schema_names, alert.name

@@ -2,14 +2,15 @@
 the runbook anchors, the promtool coverage test and the docs' tables all read.
 
 By area: inference.py (latency, TTFT, errors, queue, KV cache, preemptions), slo.py (error-budget
-burn rates), targets.py (scrape targets down, flapping or absent), resources.py (GPU, container memory, TSDB, XID), probes.py (black-box
+burn rates), targets.py (scrape targets down, flapping or absent), fleet.py (every instance of a
+model together), resources.py (GPU, container memory, TSDB, XID), probes.py (black-box
 generation probes), and the Watchdog here.
 """
 
 from __future__ import annotations
 
 from ..config import StackConfig
-from . import inference, probes, resources, slo, targets
+from . import fleet, inference, probes, resources, slo, targets
 from .base import AlertRule, alert
 
 WATCHDOG = "Watchdog"
@@ -33,6 +34,7 @@ def alert_rules(cfg: StackConfig) -> list[AlertRule]:
         *inference.alert_rules(cfg),
         *slo.alert_rules(cfg),
         *targets.alert_rules(cfg),
+        *fleet.alert_rules(cfg),
         *resources.alert_rules(cfg),
         *probes.alert_rules(cfg),
         _watchdog(cfg),

@@ -30,12 +30,12 @@ CONFIRM = "5m"  # the window every page also needs
 IDENTITY = (*SCHEMA_LABELS, LABEL)
 
 
-def burn_expr(pairs: tuple[tuple[float, str, str], ...], confirm: str = "") -> str:
-    on = f"on ({BY}, {LABEL})"
+def burn_expr(pairs: tuple[tuple[float, str, str], ...], confirm: str = "", records=SLO_BURN_RATES, by: str = BY) -> str:
+    on = f"on ({by}, {LABEL})"
     terms = []
     for rate, long, short in pairs:
         windows = [long, short] + ([confirm] if confirm and confirm != short else [])
-        terms.append("(" + f" and {on} ".join(f"{SLO_BURN_RATES[w].name} > {rate:g}" for w in windows) + ")")
+        terms.append("(" + f" and {on} ".join(f"{records[w].name} > {rate:g}" for w in windows) + ")")
     return f" or {on} ".join(terms)
 
 
