@@ -12,12 +12,16 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from llmstack.config import StackConfig, duration_seconds, format_duration
+from tools.sections import replace_section
 from tools.stacks import ROOT, stack_config
 
 from . import judge, replay, scenarios
 
 DOC = "docs/incidents.md"
+BENCHMARKS = "docs/benchmarks.md"
+SECTION = "incidents:targets"
 ENV = "prod"
+BURN_ALERTS = ("LLMErrorBudgetBurnFast", "LLMErrorBudgetBurnSlow")
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,18 +88,102 @@ def render(found: tuple, cfg: StackConfig) -> str:
     return "\n".join(lines)
 
 
+def _worst(v, seconds: float) -> float:
+    return seconds + 3 * duration_seconds(v.scenario.step)
+
+
+def targets(found: tuple, cfg: StackConfig) -> str:
+    """The alerting targets, each with what the library measured against it (docs/benchmarks.md)."""
+    by_name = {v.scenario.name: v for v in found}
+    rows = []
+
+    def first(scenario: str, alert: str):
+        v = by_name[scenario]
+        r = next(r for r in v.results if r.alert == alert)
+        return v, r
+
+    outage = []
+    for scenario, alert in (("total outage, 5xx", "LLMHighErrorRatioCritical"), ("dead target", "LLMTargetDown"),
+                            ("vanished target", "LLMTargetDown")):
+        v, r = first(scenario, alert)
+        outage.append((scenario, alert, r.fired_after, _worst(v, r.fired_after)))
+    met = all(best <= 120 for _, _, best, _ in outage[:2])
+    rows.append((
+        "A sustained total outage pages within 2 minutes (100% 5xx or a dead target)",
+        "; ".join(f"{s}: {a} {format_duration(b)}–{format_duration(w)}" for s, a, b, w in outage),
+        ("met on promtool's aligned grid" if met else "missed") + "; the worst phase adds up to 45 s, and a target that "
+        "vanishes without a stale marker needs 45 s of silence first",
+    ))
+    pages = [(v.scenario.name, r.alert, r.fired_after, _worst(v, r.fired_after)) for v in found for r in v.results
+             if r.expected and r.severity == "critical" and r.alert not in BURN_ALERTS]
+    slowest = max(pages, key=lambda p: p[3])
+    rows.append((
+        "Every critical condition in the library pages within 3 minutes",
+        f"{len(pages)} expected pages; slowest {slowest[1]} in {slowest[0]!r}: {format_duration(slowest[2])}–{format_duration(slowest[3])}",
+        "met" if slowest[3] <= 180 else ("met in the best case" if slowest[2] <= 180 else "missed"),
+    ))
+    bursts = [v for v in found if v.scenario.burst]
+    shortest_page = min((duration_seconds(v.scenario.burst) for v in bursts for r in v.results if r.severity == "critical"), default=None)
+    rows.append((
+        "No alert fires on a burst shorter than its own `for`; no page on a burst under 60 s",
+        f"{len(bursts)} bursts of 30–180 s at 50% and 100%; the shortest that pages lasts {format_duration(shortest_page) if shortest_page else '–'}",
+        "met" if not any(v.problems for v in bursts) else "missed",
+    ))
+    budget = []
+    for v in found:
+        if v.scenario.family != "budget":
+            continue
+        fired = [r for r in v.results if r.alert in BURN_ALERTS]
+        if not fired:
+            budget.append(f"{v.scenario.name}: no burn-rate alert")
+            continue
+        for r in fired:
+            at = v.scenario.onset_seconds + r.fired_after
+            long = "1h" if r.alert == "LLMErrorBudgetBurnFast" else "1d"
+            spent = judge.budget_spent(v.scenario, cfg, dict(r.labels).get("slo", ""), at, long)
+            budget.append(f"{v.scenario.name}: {r.alert} after {format_duration(r.fired_after)}, {spent:.2%} of the budget spent in the last {long}")
+    rows.append((
+        "A burn-rate page fires only once 2% of the 30-day budget is gone in its long window (both sides of the line)",
+        "; ".join(budget),
+        "met" if not any(v.problems for v in found if v.scenario.family == "budget") else "missed",
+    ))
+    resets = [(v.scenario.name, r.alert, r.reset_after, _worst(v, r.reset_after)) for v in found for r in v.results
+              if r.reset_after is not None and r.reset_deadline <= 300]
+    slowest = max(resets, key=lambda p: p[3])
+    tickets = [(v.scenario.name, r.alert, r.reset_after) for v in found for r in v.results if r.reset_deadline > 300]
+    rows.append((
+        "Every scenario's alerts resolve within 5 minutes of recovery",
+        f"slowest {slowest[1]} in {slowest[0]!r}: {format_duration(slowest[2]) if slowest[2] else '0s'}–{format_duration(slowest[3])}; "
+        + "; ".join(f"by design later: {a} in {s!r} after {format_duration(t)}" for s, a, t in tickets),
+        ("met in the best case" if slowest[2] <= 300 else "missed") + (", except the burn-rate ticket, whose short window is 2 or 6 hours" if tickets else ""),
+    ))
+    lines = ["| target | measured (best–worst) | verdict |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
-    text = render(verdicts(), stack_config(ENV))
-    path = os.path.join(ROOT, DOC)
-    if "--check" in argv:
+    cfg = stack_config(ENV)
+    found = verdicts()
+    outputs = {DOC: render(found, cfg)}
+    with open(os.path.join(ROOT, BENCHMARKS)) as fh:
+        outputs[BENCHMARKS] = replace_section(fh.read(), SECTION, targets(found, cfg))
+    stale = []
+    for doc, text in outputs.items():
+        path = os.path.join(ROOT, doc)
         with open(path) as fh:
-            if fh.read() != text:
-                print(f"{DOC} is stale: run scripts/incidents", file=sys.stderr)
-                return 1
-        return 0
-    with open(path, "w") as fh:
-        fh.write(text)
-    print(f"wrote: {DOC}")
+            current = fh.read()
+        if current == text:
+            continue
+        if "--check" in argv:
+            stale.append(doc)
+            continue
+        with open(path, "w") as fh:
+            fh.write(text)
+        print(f"wrote: {doc}")
+    if stale:
+        print(f"{', '.join(stale)} stale: run scripts/incidents", file=sys.stderr)
+        return 1
     return 0
 
 
