@@ -146,3 +146,12 @@ def contains_secret(value: Any, needle: str) -> bool:
     if isinstance(value, (list, tuple)):
         return any(contains_secret(v, needle) for v in value)
     return False
+
+
+# Alerts one engine-neutral rule raises alike for every engine: they read `up` of every engine job,
+# or burn rates computed from the catalogue's rates. tests/promtool/mistral_alerts_test.yaml,
+# slo_*_test.yaml and fleet_test.yaml show them firing; the engine test files need not repeat them.
+ENGINE_NEUTRAL_ALERTS = frozenset({
+    "LLMTargetAbsent", "LLMTargetFlapping", "LLMFleetReplicasDown",
+    "LLMErrorBudgetBurnFast", "LLMErrorBudgetBurnSlow", "LLMFleetErrorBudgetBurnFast",
+})

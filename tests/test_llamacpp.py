@@ -133,7 +133,7 @@ def test_only_the_target_alerts_can_fire_for_llamacpp():
     (m,) = llamacpp.mappings(CFG)
     can_fire = {a.name for a in alerts.alert_rules(CFG) if alert_can_fire(a, m)}
     # no latency, TTFT, error, capacity (so no queue alert), KV-cache or preemption record
-    assert can_fire == {"LLMTargetDown", "LLMTargetAbsent"}
+    assert can_fire == {"LLMTargetDown", "LLMTargetAbsent", "LLMTargetFlapping", "LLMFleetReplicasDown"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_the_absent_alert_watches_the_llamacpp_job_of_a_stack_that_scrapes_it(tm
         "interval": "15s",
         "input_series": [{"series": s, "values": "1x39 stale _x80" if job == "llamacpp" else "1x120"} for job, s in UP.items()],
         "alert_rule_test": [
-            {"alertname": "LLMTargetAbsent", "eval_time": "11m45s", "exp_alerts": []},
+            {"alertname": "LLMTargetAbsent", "eval_time": "10m45s", "exp_alerts": []},
             {
                 "alertname": "LLMTargetAbsent",
                 "eval_time": "13m",
@@ -327,8 +327,8 @@ def test_the_absent_alert_watches_the_llamacpp_job_of_a_stack_that_scrapes_it(tm
                     "exp_labels": {"env": "dev", "job": "llamacpp", "severity": "critical"},
                     "exp_annotations": {
                         "summary": "Prometheus has no llamacpp target in dev",
-                        "description": "There is no up series for the llamacpp job in dev: Prometheus is not configured "
-                                       "to scrape it, so nothing about it is monitored or alerted on.",
+                        "description": "There has been no up series for the llamacpp job in dev for 1m: Prometheus is not configured "
+                                       "to scrape it, or has had no sample from it for 5 minutes, so nothing about it is monitored.",
                         "runbook_url": f"{CFG.alerting.runbook_base_url}#{runbook_anchor('LLMTargetAbsent')}",
                     },
                 }],

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Callable
 
-from llmstack import alerts, config as cfgmod, engines, prometheus, resources, topology
+from llmstack import alerts, config as cfgmod, engines, prometheus, resources, signals, slo, topology
 from llmstack.alerts import resources as resource_alerts
 from llmstack.alerts.base import AlertRule, runbook_anchor
 from llmstack.config import EngineTarget, OllamaTarget, StackConfig
@@ -138,14 +138,36 @@ def example_config() -> StackConfig:
     return dataclasses.replace(cfg, prometheus=dataclasses.replace(cfg.prometheus, ollama_targets=targets), engines=others)
 
 
+# A burn-rate record exists for an engine that records the bad and total rates of at least one SLO.
+_BURN_RATES = {s.name for s in (*signals.SLO_BURN_RATES.values(), *signals.SLO_FLEET_BURN_RATES.values())}
+_SLI_NEEDS = [{sli.bad.name, sli.total.name} for sli in slo.SLIS]
+
+
+def _top_level_or(expr: str) -> list[str]:
+    """The alternatives of `a or on (...) b or ...`, outside any parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(expr):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and expr.startswith(" or ", i):
+            parts.append(expr[start:i])
+            start = i + 4
+    return parts + [expr[start:]]
+
+
 def alert_can_fire(alert: AlertRule, mapping: EngineMapping) -> bool:
-    """Whether `alert` can fire for `mapping`'s engine: it reads only catalogue series the mapping
-    records, or (the target alerts) the `up` series of the mapping's job."""
-    read = set(_LLM_NAME_RE.findall(alert.expr))
-    if read:
-        return read <= {s.name for s in mapping.signals}
+    """Whether `alert` can fire for `mapping`'s engine: one of its `or` alternatives reads only
+    catalogue series the mapping records (a burn rate needs an SLO's two rates), or reads no
+    catalogue series and the `up` series of the mapping's job (the target alerts)."""
     job = rf"(?<![\w-]){re.escape(mapping.job)}(?![\w-])"
-    return re.search(r"\bup\{", alert.expr) is not None and re.search(job, alert.expr) is not None
+    recorded = {s.name for s in mapping.signals}
+
+    def can(branch: str) -> bool:
+        read = set(_LLM_NAME_RE.findall(branch))
+        if not read:
+            return re.search(r"\bup\{", branch) is not None and re.search(job, branch) is not None
+        return all(any(need <= recorded for need in _SLI_NEEDS) if n in _BURN_RATES else n in recorded for n in read)
+
+    return any(can(branch) for branch in _top_level_or(alert.expr))
 
 
 def signal_parity() -> str:

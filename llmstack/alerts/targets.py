@@ -19,11 +19,12 @@ from ..config import StackConfig, duration_seconds
 from ..signals import BY
 from .base import AlertRule, alert
 
-DOWN_FOR = "1m30s"
+DOWN_FOR = "1m15s"
 FLAP_WINDOW = "5m"
 FLAP_CHANGES = 4  # two failed stretches within the window
 FLAP_AVAILABILITY = 0.9  # a lone failed scrape or two stay above this over 5 minutes
 FLAP_RESTARTS = 2
+ABSENT_FOR = "1m"
 
 
 def alert_rules(cfg: StackConfig) -> list[AlertRule]:
@@ -68,10 +69,12 @@ def alert_rules(cfg: StackConfig) -> list[AlertRule]:
             cfg,
             "LLMTargetAbsent",
             absent,
-            "2m",
+            # 1m: a target that vanished without a stale marker leaves LLMTargetDown when its last sample
+            # leaves the 5-minute lookback, and this takes over a minute later.
+            ABSENT_FOR,
             "critical",
             "Prometheus has no {{ $labels.job }} target in {{ $labels.env }}",
-            "There is no up series for the {{ $labels.job }} job in {{ $labels.env }}: Prometheus is not "
-            "configured to scrape it, so nothing about it is monitored or alerted on.",
+            f"There has been no up series for the {{{{ $labels.job }}}} job in {{{{ $labels.env }}}} for {ABSENT_FOR}: Prometheus "
+            "is not configured to scrape it, or has had no sample from it for 5 minutes, so nothing about it is monitored.",
         ),
     ]
