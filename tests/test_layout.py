@@ -76,7 +76,7 @@ def test_no_import_cycle_among_the_project_modules():
 LAYERS = [
     {"llmstack.config"},
     {"llmstack.signals", "llmstack.topology", "llmstack.promql", "llmstack.scrape"},
-    {"llmstack.engines", "llmstack.resources", "llmstack.probes"},
+    {"llmstack.engines", "llmstack.fleet", "llmstack.resources", "llmstack.probes"},
     {"llmstack.alerts", "llmstack.dashboards", "llmstack.routing", "llmstack.alertmanager", "llmstack.prometheus", "llmstack.grafana_alerting"},
     {"components"},
     {"program", "__main__"},

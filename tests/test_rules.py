@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from llmstack import alerts, engines, probes, prometheus, resources, signals
+from llmstack import alerts, engines, fleet, probes, prometheus, resources, signals
 from llmstack.engines import mistralrs
 from llmstack.alerts import probes as probe_alerts
 from llmstack.alerts import resources as resource_alerts
@@ -104,6 +104,11 @@ def test_every_record_aggregates_to_the_schema_labels():
     for group in prometheus.recording_groups(CFG):
         if group["name"] == resources.GROUP:
             continue  # per GPU or container: tests/test_resources.py
+        if group["name"] == fleet.GROUP:
+            # Over every instance: the schema labels but `instance`.
+            assert all(re.fullmatch(r"(sum|max|count) by \(engine, env, model\) \(llm:[a-z0-9_:]+\)( / sum by \(engine, env, model\) \(llm:[a-z0-9_:]+\))?", rule["expr"])
+                       for rule in group["rules"]), group["rules"]
+            continue
         if group["name"] == probes.GROUP:
             # Probes carry the engine labels plus which probe it was.
             assert all("by (engine, env, instance, model, probe)" in rule["expr"] for rule in group["rules"])
