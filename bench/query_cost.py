@@ -1,33 +1,44 @@
 #!/usr/bin/env python3
-"""What a full refresh of each dashboard costs over 7 days of 16 instances, recording rules vs raw.
+"""What a full refresh of each dashboard costs, recording rules vs raw: by default over 7 days of 16
+instances; the fleet dashboard's goal is stated for 30 days of 64 (--days 30 --instances 64).
 
-1. Backfill. 7 days of series shaped like mistral.rs v0.9.2 for 16 instances are streamed into an
-   OpenMetrics file and turned into TSDB blocks with `promtool tsdb create-blocks-from openmetrics`
-   (Debian's promtool 2.42), in blocks as large as the stack's Prometheus compacts to. One sample per
-   series every --sample-interval (60 s by default, not the stack's 15 s, to keep the file under
-   4 GB and the backfill within minutes on this 2-core machine; see docs/benchmarks.md). The shapes come from FakeMistral: for every scenario it is stepped a few
+1. Backfill. --days of series shaped like mistral.rs v0.9.2 for --instances instances are streamed
+   into OpenMetrics files and turned into TSDB blocks with `promtool tsdb create-blocks-from
+   openmetrics` (Debian's promtool 2.42), in blocks as large as the stack's Prometheus compacts to
+   (its largest compaction range under a tenth of the retention; the retention is the stack's, or
+   the range plus two days where the range would not fit in it). One file per block-aligned window,
+   backfilled while the next is written and then deleted: promtool parses its whole input once per
+   block, and 30 days of 64 instances would be 34 GB in one file. One sample per series every
+   --sample-interval (60 s by default, not the stack's 15 s, to keep the data and the backfill
+   within minutes on this 2-core machine; see docs/benchmarks.md). The shapes come from FakeMistral: for every scenario it is stepped a few
    intervals and the per-interval increments of its counters and histograms (and its gauge values)
    are replayed along a per-instance schedule (nights idle, each incident scenario once a day for
    20 minutes at staggered times, healthy otherwise), so every label combination exists. Every
    series has the label set the stack's Prometheus stores it under, read back from a real Prometheus
    that scraped the fake's series with the `mistral` job as llmstack/prometheus.py renders it
-   (bench/_common.StoredSeries); only `instance` differs per instance (mistral-inference-01..16).
-2. The recording rules (llmstack/prometheus.render_rule_files, the recording file) are backfilled over
-   the same range with `promtool tsdb create-blocks-from rules`, querying a Prometheus started on
-   127.0.0.1 on the raw blocks; then Prometheus is restarted with both and left to finish merging the
+   (bench/_common.StoredSeries); only `instance` differs per instance (mistral-inference-01..NN).
+2. The recording rules (llmstack/prometheus.recording_groups) are backfilled over the same range
+   with `promtool tsdb create-blocks-from rules`, querying a Prometheus started on 127.0.0.1 on the
+   blocks so far, at the sample interval. Only the groups with something to record from the
+   mistral.rs series, and in them only the records the dashboards read (and those those are computed
+   from); in passes, so a group that reads another's records (the fleet records) is computed after
+   it, from its blocks. Then Prometheus is restarted with everything and left to finish merging the
    overlapping blocks (vertical compaction) before anything is timed.
 3. Each dashboard of llmstack/dashboards is refreshed the way Grafana would: every target of every
-   panel, range targets through /api/v1/query_range over the 7 days with Grafana's step, instant
-   targets through /api/v1/query at the end. Grafana's step for a 7-day range in a panel of
-   MAX_DATA_POINTS = 1000 px: 604.8 s rounded by its roundInterval table to 10m, above the
-   datasource's 15 s timeInterval and the 11000-point safe limit; start and end are aligned down to
-   the step; `$__interval` = 10m, `$__rate_interval` = max(10m + 15s, 4 × 15s) = 10m15s; template
-   variables take the dashboard's current value (All = the variable's allValue `.*`, one value as
-   itself, several as `(a|b)`).
-4. The raw equivalent of each query replaces every recording-rule name with its rule's expression
-   (with several engines recording the same shared name, their expressions joined with `or`: a
+   panel outside a collapsed row (Grafana queries those only once the row is opened), range targets
+   through /api/v1/query_range over the range with Grafana's step, instant targets through
+   /api/v1/query at the end. Grafana's step for a range in a panel of MAX_DATA_POINTS = 1000 px: the
+   range / 1000 rounded by its roundInterval table (7 days: 604.8 s -> 10m; 30 days: 2592 s -> 30m),
+   at least the datasource's 15 s timeInterval and the range / 11000-point safe limit; start and end
+   are aligned down to the step; `$__interval` = the step, `$__rate_interval` = max(step + 15s,
+   4 × 15s); template variables take the dashboard's current value (All = the variable's allValue
+   `.*`, one value as itself, several as `(a|b)`, regex metacharacters escaped as Grafana does).
+   A repeated row is also timed opened, for one copy (the first instance): "<dashboard>: <row> opened".
+4. The raw equivalent of each query replaces every recording-rule name with its rule's expression,
+   down to raw series (a fleet record's expression reads per-instance records, which are replaced in
+   turn; with several engines recording the same shared name, their expressions joined with `or`: a
    dashboard over raw metrics would have to ask every engine's names), the panel's label filters
-   pushed into each raw selector, in the same run. Records computed from other records (the
+   pushed into every selector, in the same run. Records that read their own last value (the
    model-load latches) have no raw equivalent; their queries, and those over no record at all
    (ALERTS), are sent unchanged in both variants. Only mistral.rs series are backfilled, so the
    resource panels (cAdvisor, DCGM) find no data either way.
@@ -37,11 +48,13 @@ Grafana's parallel requests). One warm-up round is discarded, then --rounds roun
 variant goes first; per dashboard the report gives the median refresh time of each variant over
 HTTP (until the response is read) and in Prometheus's own execution time, their ratios, and the
 samples Prometheus loaded (`stats=all`, totalQueryableSamples), which does not depend on timing
-noise. Each raw query must return as many series as its recorded twin; the report lists any that
-do not.
+noise, and the median over the rounds of each round's raw / rules ratio (the goals' figure for the
+fleet dashboard). Each raw query must return as many series as its recorded twin; the report lists
+any that do not.
 
     .venv/bin/python bench/query_cost.py [--quick] [--json out.json] [--docs [SECTION]]
-                                         [--sample-interval S] [--instances N] [--workdir DIR [--keep | --reuse-data]]
+                                         [--sample-interval S] [--instances N] [--days D] [--rounds R]
+                                         [--workdir DIR [--keep | --reuse-data]]
 """
 
 from __future__ import annotations

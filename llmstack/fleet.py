@@ -28,7 +28,7 @@ class FleetRecord:
     signal: Signal
     expr: str
     reads: tuple[Signal, ...]  # the per-instance records it aggregates
-    how: str  # for the docs
+    how: str  # for the docs: how it combines `reads`, which fill its {} in order
 
     def prometheus_rule(self) -> dict:
         return {"record": self.signal.name, "expr": self.expr}
@@ -39,24 +39,24 @@ def _agg(op: str, signal: Signal) -> str:
 
 
 def _sum(fleet: Signal, per_instance: Signal) -> FleetRecord:
-    return FleetRecord(fleet, _agg("sum", per_instance), (per_instance,), "sum over instances")
+    return FleetRecord(fleet, _agg("sum", per_instance), (per_instance,), "sum of {} over instances")
 
 
 def _max(fleet: Signal, per_instance: Signal) -> FleetRecord:
     # Quantiles and utilisations do not add up across instances; the worst one is what pages.
-    return FleetRecord(fleet, _agg("max", per_instance), (per_instance,), "worst instance (max)")
+    return FleetRecord(fleet, _agg("max", per_instance), (per_instance,), "the worst instance's {} (max)")
 
 
 def records() -> list[FleetRecord]:
     return [
-        FleetRecord(s.FLEET_INSTANCES, _agg("count", s.REQUESTS_RATE), (s.REQUESTS_RATE,), "instances counted"),
+        FleetRecord(s.FLEET_INSTANCES, _agg("count", s.REQUESTS_RATE), (s.REQUESTS_RATE,), "instances with {}, counted"),
         _sum(s.FLEET_REQUESTS_RATE, s.REQUESTS_RATE),
         _sum(s.FLEET_ERRORS_RATE, s.ERRORS_RATE),
         FleetRecord(
             s.FLEET_ERROR_RATIO,
             f"{_agg('sum', s.ERRORS_RATE)} / {_agg('sum', s.REQUESTS_RATE)}",
             (s.ERRORS_RATE, s.REQUESTS_RATE),
-            "fleet 5xx rate / fleet request rate (a busy instance weighs more than an idle one)",
+            "sum of {} / sum of {}, over instances (a busy instance weighs more than an idle one)",
         ),
         _sum(s.FLEET_TOKENS_PROCESSED_RATE, s.TOKENS_PROCESSED_RATE),
         _sum(s.FLEET_TOKENS_GENERATED_RATE, s.TOKENS_GENERATED_RATE),
