@@ -2,14 +2,17 @@
 
 A dashboard of its own rather than rows on "Mistral.rs inference": that one draws one line per
 instance in every panel, which is what you want for a handful of servers and unreadable at 64, and
-its uid and layout stay as they are. This one never draws more lines than engines × models, or 5:
+its uid and layout stay as they are. No panel here draws a line per instance: one per engine and
+model, or the 5 worst instances at any moment:
 
 - Fleet totals: the fleet records (llmstack/fleet.py), one series per engine and model summed over
   every instance, so their cost does not grow with the fleet. They are the whole fleet of the
   selected env and engine; the instance variable does not narrow them.
 - Worst instance: the fleet's max of each per-instance quantile and of the KV cache (quantiles do
   not add up across instances; the worst is what an alert would page on).
-- Top 5: which instances those are, among the ones the instance variable selects.
+- Top 5: which instances those are, among the ones the instance variable selects. Each step picks
+  its own five, so over a long range the legend lists every instance that was ever among them
+  (55 to 64 of 64 over 30 days in docs/benchmarks.md).
 - One collapsed row per selected instance (repeated over the instance variable) with that
   instance's own KPIs, opened one at a time.
 
