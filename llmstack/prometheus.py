@@ -14,7 +14,7 @@ from typing import Optional
 
 import yaml
 
-from . import alertmanager, alerts, engines, probes, remote_write, resources, slo
+from . import alertmanager, alerts, engines, fleet, probes, remote_write, resources, slo
 from .config import StackConfig
 from .scrape import ScrapeJob
 from .topology import PROMETHEUS_RULES_SUBDIR
@@ -35,11 +35,12 @@ def scrape_jobs(cfg: StackConfig) -> list[ScrapeJob]:
 
 
 def recording_groups(cfg: StackConfig) -> list[dict]:
-    """One group per engine mapping, one record per signal it provides; then the resource records."""
+    """One group per engine mapping, one record per signal it provides; the fleet records over them;
+    then the resource records."""
     return [
         {"name": f"llm-schema-{m.name}", "rules": [{"record": signal.name, "expr": expr} for signal, expr in m.signals.items()]}
         for m in engines.mappings(cfg)
-    ] + [{"name": slo.GROUP, "rules": slo.records(cfg)}] + [{"name": resources.GROUP, "rules": [r.prometheus_rule() for r in resources.records(cfg)]}] + (
+    ] + [{"name": slo.GROUP, "rules": slo.records(cfg)}, fleet.recording_group()] + [{"name": resources.GROUP, "rules": [r.prometheus_rule() for r in resources.records(cfg)]}] + (
         [{"name": probes.GROUP, "rules": [r.prometheus_rule() for r in probes.records(cfg)]}] if cfg.probes.enabled else []
     )
 
@@ -76,7 +77,7 @@ def render_prometheus_yml(cfg: StackConfig, rule_files: Optional[list[str]] = No
 
 def render_rule_files(cfg: StackConfig) -> dict[str, str]:
     """File name -> text of every rule file (loaded by Prometheus from rules/ beside its config)."""
-    header = _HEADER.format(source="llmstack/engines, llmstack/resources.py and llmstack/alerts")
+    header = _HEADER.format(source="llmstack/engines, llmstack/fleet.py, llmstack/resources.py and llmstack/alerts")
     return {
         RECORDING_FILE: header + _dump({"groups": recording_groups(cfg)}),
         ALERTS_FILE: header + _dump({"groups": alerting_groups(cfg)}),

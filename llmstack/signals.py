@@ -72,6 +72,25 @@ PROBE_SUCCESS_RATIO = _s("llm:probe_success:ratio5m", "percentunit", "Share of b
 PROBE_SUCCESS_1M = _s("llm:probe_success:max1m", "none", "1 if any probe of its kind succeeded in the last minute, else 0 (alerting).")
 PROBE_DURATION = _s("llm:probe_duration_seconds", "s", "How long the last black-box probe took, queueing included.")
 
+# --- fleet records (llmstack/fleet.py): one series per engine, env and model, over every instance ---
+# Sums where a sum means something; for latencies and the KV cache, which do not add up across
+# instances, the worst instance (`max_`).
+FLEET_BY = "engine, env, model"
+FLEET_INSTANCES = _s("llm:fleet_instances", "short", "Instances with a request rate: the size of the fleet.")
+FLEET_REQUESTS_RATE = _s("llm:fleet_requests:rate5m", "reqps", "Inference requests per second, the whole fleet.")
+FLEET_ERRORS_RATE = _s("llm:fleet_request_errors:rate5m", "reqps", "Inference requests per second that ended in a 5xx, the whole fleet.")
+FLEET_ERROR_RATIO = _s("llm:fleet_request_error_ratio:rate5m", "percentunit", "Share of the fleet's inference requests that ended in a 5xx.")
+FLEET_TOKENS_PROCESSED_RATE = _s("llm:fleet_tokens_processed:rate5m", "short", "Tokens processed per second, prompt plus generated, the whole fleet.")
+FLEET_TOKENS_GENERATED_RATE = _s("llm:fleet_tokens_generated:rate5m", "short", "Generated (completion) tokens per second, the whole fleet.")
+FLEET_IN_FLIGHT = _s("llm:fleet_requests_in_flight", "short", "HTTP requests being served right now, the whole fleet.")
+FLEET_QUEUE_DEPTH = _s("llm:fleet_queue_depth", "short", "Requests waiting for a sequence slot, the whole fleet.")
+FLEET_RUNNING = _s("llm:fleet_sequences_running", "short", "Sequences being decoded right now, the whole fleet.")
+FLEET_CAPACITY = _s("llm:fleet_sequences_capacity", "short", "The most sequences the fleet runs at once.")
+FLEET_LATENCY_P95_MAX = _s("llm:fleet_request_latency_seconds:max_p95_5m", "s", "95th percentile end-to-end request latency of the worst instance.")
+FLEET_TTFT_P95_MAX = _s("llm:fleet_ttft_seconds:max_p95_5m", "s", "95th percentile time to first token of the worst instance.")
+FLEET_ITL_P95_MAX = _s("llm:fleet_itl_seconds:max_p95_5m", "s", "95th percentile inter-token latency of the worst instance.")
+FLEET_KV_CACHE_MAX = _s("llm:fleet_kv_cache_utilisation:max_ratio", "percentunit", "Share of KV-cache blocks in use on the fullest instance.")
+
 # --- short-window twins, read only by the alerts (llmstack/alerts/inference.py explains why) -----
 LATENCY_P95_1M = _s("llm:request_latency_seconds:p95_1m", "s", "95th percentile end-to-end request latency over 1 minute (alerting).")
 TTFT_P95_1M = _s("llm:ttft_seconds:p95_1m", "s", "95th percentile time to first token over 1 minute (streamed requests; alerting).")

@@ -52,8 +52,19 @@ def test_alert_detection_quick(tmp_path):
 def test_query_cost_quick(tmp_path):
     doc = run_quick("query_cost", tmp_path)
     boards = {d["dashboard"]: d for d in doc["dashboards"]}
-    assert set(boards) == {build()["title"] for build in dashboards.DASHBOARDS.values()}
-    assert "Mistral.rs inference" in boards
+    titles = {build()["title"] for build in dashboards.DASHBOARDS.values()}
+    # Every dashboard's refresh, and the fleet dashboard's per-instance row opened for one instance.
+    assert set(boards) == titles | {"LLM fleet: Instance mistral-inference-01 opened"}
+    assert {"Mistral.rs inference", "LLM fleet"} <= set(boards)
+    fleet = boards["LLM fleet"]
+    assert fleet["round_ratios"] and abs(fleet["median_round_ratio"] - sorted(fleet["round_ratios"])[len(fleet["round_ratios"]) // 2]) <= 0.05
+    # The collapsed row's panels are not part of the refresh; opened, they are all that is queried.
+    opened = boards["LLM fleet: Instance mistral-inference-01 opened"]
+    assert all('instance=~"mistral-inference-01"' in q["expr"] for q in opened["per_query"])
+    assert not any("mistral-inference-01" in q["expr"] for q in fleet["per_query"])
+    # Records over records (the fleet's, the SLOs') are backfilled after the per-instance ones they read.
+    stages = doc["setup"]["rule_stages"]
+    assert "llm-schema-mistralrs" in stages[0] and {"llm-fleet", "llm-slo"} <= set(stages[-1]) and len(stages) >= 2
     for board in boards.values():
         assert board["queries"] == len(board["per_query"]) > 0
         assert board["queries_with_recording_rules"] > 0
@@ -71,6 +82,7 @@ def test_query_cost_quick(tmp_path):
     assert doc["setup"]["openmetrics"]["samples"] > 0
     assert doc["setup"]["series_at_end"]["recorded"] > 0
     assert isinstance(doc["goals"]["mistral_dashboard_10x_cheaper"], bool)
+    assert isinstance(doc["goals"]["fleet_dashboard_20x_cheaper"], bool)
 
 
 def test_series_per_instance_quick(tmp_path):

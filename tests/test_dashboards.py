@@ -20,6 +20,7 @@ from llmstack.prometheus import is_produced, produced_series
 DASHBOARDS = {
     "inference": dashboards.inference.build,
     "comparison": dashboards.comparison.build,
+    "fleet": dashboards.fleet.build,
 }
 ENVS = ("dev", "prod")
 
@@ -237,7 +238,7 @@ def test_rendering_is_deterministic_and_canonical(slug):
     assert first == second
     model = json.loads(first)
     assert "id" not in model and "version" not in model
-    assert model["uid"] in (dashboards.inference.UID, dashboards.comparison.UID)
+    assert model["uid"] in (dashboards.inference.UID, dashboards.comparison.UID, dashboards.fleet.UID)
     assert first == json.dumps(model, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     with open(os.path.join(ROOT, path)) as fh:
         assert fh.read() == first, f"{path} is stale: run scripts/render"

@@ -76,7 +76,7 @@ def test_no_import_cycle_among_the_project_modules():
 LAYERS = [
     {"llmstack.config"},
     {"llmstack.signals", "llmstack.topology", "llmstack.promql", "llmstack.scrape"},
-    {"llmstack.engines", "llmstack.resources", "llmstack.probes", "llmstack.slo"},
+    {"llmstack.engines", "llmstack.fleet", "llmstack.resources", "llmstack.probes", "llmstack.slo"},
     {"llmstack.alerts", "llmstack.dashboards", "llmstack.routing", "llmstack.alertmanager", "llmstack.remote_write", "llmstack.prometheus", "llmstack.grafana_alerting", "llmstack.kubernetes"},
     {"components"},
     {"program", "__main__"},

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from llmstack import alerts, engines, probes, prometheus, resources, signals, slo
+from llmstack import alerts, engines, fleet, probes, prometheus, resources, signals, slo
 from llmstack.engines import mistralrs
 from llmstack.alerts import probes as probe_alerts
 from llmstack.alerts import resources as resource_alerts
@@ -107,6 +107,11 @@ def test_every_record_aggregates_to_the_schema_labels():
         if group["name"] == slo.GROUP:
             # Over the schema records, so the labels stay theirs (plus `slo`, set by the rule).
             assert all(rule["labels"].keys() == {slo.LABEL} and "llm:" in rule["expr"] for rule in group["rules"])
+            continue
+        if group["name"] == fleet.GROUP:
+            # Over every instance: the schema labels but `instance`.
+            assert all(re.fullmatch(r"(sum|max|count) by \(engine, env, model\) \(llm:[a-z0-9_:]+\)( / \(sum by \(engine, env, model\) \(llm:[a-z0-9_:]+\) > 0\))?", rule["expr"])
+                       for rule in group["rules"]), group["rules"]
             continue
         if group["name"] == probes.GROUP:
             # Probes carry the engine labels plus which probe it was.

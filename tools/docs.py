@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Callable
 
-from llmstack import alerts, config as cfgmod, engines, prometheus, resources, signals, slo, topology
+from llmstack import alerts, config as cfgmod, engines, fleet, prometheus, resources, signals, slo, topology
 from llmstack.alerts import resources as resource_alerts
 from llmstack.alerts.base import AlertRule, runbook_anchor
 from llmstack.config import EngineTarget, OllamaTarget, StackConfig
@@ -98,6 +98,14 @@ def resource_jobs() -> str:
         f"| `{resources.DCGM_JOB}` | `{dcgm}` | stacks with `dcgmExporterEnabled` (by default: the cuda image, so prod) | "
         f"{_names(resources.raw_metrics(cfg, resources.DCGM_JOB))} |\n"
     )
+
+
+def fleet_records() -> str:
+    rows = ["| record | unit | meaning | from |", "|---|---|---|---|"]
+    for r in fleet.records():
+        how = r.how.format(*(f"`{s.name}`" for s in r.reads))
+        rows.append(f"| `{r.signal.name}` | {r.signal.unit} | {_cell(r.signal.description)} | {_cell(how)} |")
+    return "\n".join(rows) + "\n"
 
 
 def resource_records() -> str:
@@ -209,7 +217,7 @@ def ollama_example() -> str:
 # file -> marker name -> renderer of the section's body
 SECTIONS: dict[str, dict[str, Callable[[], str]]] = {
     "README.md": {"config-reference": config_reference},
-    "docs/prometheus.md": {"mistral-keep-list": mistral_keep_list, "mistral-records": mistral_records},
+    "docs/prometheus.md": {"mistral-keep-list": mistral_keep_list, "mistral-records": mistral_records, "fleet-records": fleet_records},
     "docs/alerts.md": {"alert-table": alert_table},
     "docs/resources.md": {"resource-jobs": resource_jobs, "resource-records": resource_records, "resource-alerts": resource_alert_table},
     "docs/engines.md": {

@@ -7,12 +7,13 @@ byte for byte what the Grafana component uploads.
 
 from __future__ import annotations
 
-from . import comparison, inference
+from . import comparison, fleet, inference
 from .panels import DATASOURCE_NAME, DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID, render
 
 DASHBOARDS = {
     "mistral-inference": inference.build,
     "mistral-vs-ollama": comparison.build,
+    "llm-fleet": fleet.build,
 }
 
 

@@ -33,9 +33,21 @@ DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 # from exporters (cAdvisor, DCGM) whose `instance`/`engine` are not the engine's, so they are
 # filtered by env only.
 KPI_FILTER = 'env=~"$env", instance=~"$instance", engine=~"$engine"'
+# Fleet records have no `instance`: they are the whole fleet whatever the instance variable picks.
+FLEET_FILTER = 'env=~"$env", engine=~"$engine"'
 RESOURCE_FILTER = 'env=~"$env"'
 # Any shared-schema series: what the variables read their values from.
 ANY_LLM_SERIES = '__name__=~"llm:.*"'
+
+# Every dashboard of the stack in one menu, carrying the time range and the variables across.
+DASHBOARD_LINKS = {
+    "title": "LLM dashboards",
+    "type": "dashboards",
+    "tags": ["llmstack"],
+    "asDropdown": True,
+    "includeVars": True,
+    "keepTime": True,
+}
 
 FIRING_ALERTS_EXPR = 'ALERTS{alertstate="firing"}'
 
@@ -158,24 +170,53 @@ def firing_alerts(width: int = 24) -> Panel:
     )
 
 
-def layout(sections: Sequence[tuple[str, Sequence[Panel]]]) -> list[dict]:
-    """Rows of panels, flowed left to right and wrapped at 24 columns; ids assigned in order."""
+@dataclass(frozen=True)
+class RepeatedRow:
+    """A collapsed row Grafana repeats once per selected value of `variable`, its panels inside it.
+
+    Collapsed, so a refresh queries none of its panels until someone opens one copy: 64 instances
+    cost one row header each, not 64 sets of queries. It must be the last section, so the nested
+    panels' positions (where they land when opened) overlap nothing.
+    """
+
+    title: str
+    variable: str
+    panels: Sequence[Panel]
+
+
+def _flow(members: Sequence[Panel], y: int, next_id: int) -> tuple[list[dict], int, int]:
+    """Panels left to right from row `y`, wrapped at 24 columns: (panels, next free y, next id)."""
+    out = []
+    x, row_height = 0, 0
+    for p in members:
+        if x + p.width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        out.append({**p.body, "id": next_id, "gridPos": {"x": x, "y": y, "w": p.width, "h": p.height}})
+        next_id += 1
+        x += p.width
+        row_height = max(row_height, p.height)
+    return out, y + row_height, next_id
+
+
+def layout(sections: Sequence) -> list[dict]:
+    """Rows of panels, flowed left to right and wrapped at 24 columns; ids assigned in order.
+    A section is (title, panels), or a RepeatedRow as the last one."""
     panels: list[dict] = []
     y = 0
     next_id = 1
-    for title, members in sections:
+    for i, section in enumerate(sections):
+        if isinstance(section, RepeatedRow):
+            if i != len(sections) - 1:
+                raise ValueError(f"the repeated row {section.title!r} must be the last section")
+            row = {"type": "row", "title": section.title, "id": next_id, "collapsed": True, "repeat": section.variable,
+                   "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}}
+            row["panels"], _, next_id = _flow(section.panels, y + 1, next_id + 1)
+            panels.append(row)
+            continue
+        title, members = section
         panels.append({"type": "row", "title": title, "id": next_id, "collapsed": False, "panels": [], "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}})
-        next_id += 1
-        y += 1
-        x, row_height = 0, 0
-        for p in members:
-            if x + p.width > 24:
-                x, y, row_height = 0, y + row_height, 0
-            panels.append({**p.body, "id": next_id, "gridPos": {"x": x, "y": y, "w": p.width, "h": p.height}})
-            next_id += 1
-            x += p.width
-            row_height = max(row_height, p.height)
-        y += row_height
+        flowed, y, next_id = _flow(members, y + 1, next_id + 1)
+        panels += flowed
     return panels
 
 
@@ -236,7 +277,7 @@ def dashboard(uid: str, title: str, description: str, sections, default_engine: 
         "timezone": "",
         "schemaVersion": SCHEMA_VERSION,
         "annotations": {"list": []},
-        "links": list(links),
+        "links": [DASHBOARD_LINKS, *links],
         "templating": templating(default_engine),
         "panels": layout(sections),
     }
