@@ -245,7 +245,11 @@ def _cluster_layout(tmp_path) -> str:
     return str(tests_dir)
 
 
-CLUSTER_TESTS = sorted(f for f in os.listdir(PROMTOOL_DIR) if f.endswith(".yaml") and f not in DOCKER_ONLY_TESTS)
+# The alerting file with a firing and a quiet case per alert, replayed on the cluster's rules as they
+# are. The other files test groups the test above shows are the Docker ones byte for byte (the CI
+# time of a second promtool pass over every file buys nothing on top of that identity).
+CLUSTER_TESTS = ["mistral_alerts_test.yaml", "fleet_test.yaml"]
+assert not set(CLUSTER_TESTS) & DOCKER_ONLY_TESTS
 
 
 @pytest.mark.parametrize("name", CLUSTER_TESTS)
