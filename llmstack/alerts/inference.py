@@ -15,15 +15,16 @@ spike. Two designs keep the tail within the onset delay here:
   it (`offset W`). Both windows can only hold the breach if it began at least one window ago, and
   the newer one lets go at most one window after it ends, so the condition is true for about as
   long as the breach lasts: `for` is then the shortest breach that fires, and detection is about
-  W + `for`. The quantile alerts (W = 1m, the shortest window that holds several 15 s scrapes) and
-  the preemption alert (W = 5m, so sporadic preemptions still count) use it.
-- A ratio (the error alerts) turns true when T/L of its window is in breach (threshold T, breach
-  level L) and lets go after (1 - T/L) of it, so its tail is within its onset delay up to L = 2T.
-  The critical error alert reads the 1-minute ratio alone, with a minimum number of failed
-  requests so that a couple of failures at low traffic cannot page; the 5-minute ratio it used to
-  require took two thirds of its window to pass 20% on a 30% burst, too slow for 3 minutes.
-  Beyond L = 2T (a total outage) a spike somewhat shorter than `for` can page; pairing windows
-  would fix that at the price of a minute, which the critical alert cannot afford (docs/benchmarks.md).
+  W + `for`. The quantile alerts, the critical error alert and the preemption alert use it, all
+  with W = 1m, the shortest window that holds several 15 s scrapes.
+- A ratio turns true when T/L of its window is in breach (threshold T, breach level L) and lets go
+  after (1 - T/L) of it, so its tail is within its onset delay only up to L = 2T. The error warning
+  reads it over two window lengths at once. Alone, the 1-minute ratio of a total outage holds about
+  45 s after the outage ends, which is why the critical error alert reads it in consecutive minutes
+  (and needs a minimum number of failed requests, so a couple of failures at low traffic cannot page).
+
+tools/incidents replays bursts, outages and creeps against these rules; docs/incidents.md has the
+times and docs/benchmarks.md the trade-offs.
 """
 
 from __future__ import annotations
