@@ -86,6 +86,7 @@ def test_every_grafana_resource_exists_with_its_parent_and_the_explicit_provider
         "grafana-folder": "grafana",
         "grafana-dashboard-mistral-inference": "grafana",
         "grafana-dashboard-mistral-vs-ollama": "grafana",
+        "grafana-dashboard-llm-fleet": "grafana",
         "grafana-alerting-notification-policy": "grafana-alerting",
         "grafana-alerting-rule-group": "grafana-alerting",
         "grafana-alerting-contact-point-work": "grafana-alerting",

@@ -416,7 +416,8 @@ def test_a_real_prometheus_records_every_llamacpp_signal_from_the_fake(tmp_path)
         expected = {signal.name for signal in m.signals}
 
         def records():
-            found = {r["metric"]["__name__"]: r for r in server.query('{__name__=~"llm:.+", engine="llamacpp"}')}
+            # per-instance records only (the fleet ones carry no instance)
+            found = {r["metric"]["__name__"]: r for r in server.query('{__name__=~"llm:.+", engine="llamacpp", instance!=""}')}
             return found if set(found) == expected and found["llm:tokens_generated:rate5m"]["value"][1] != "0" else None
 
         found = wait_until(records, timeout=90, what="every llamacpp record")

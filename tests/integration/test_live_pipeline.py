@@ -275,10 +275,24 @@ def alerts_reading(alerts, *signals: signals.Signal) -> frozenset[str]:
     return frozenset(a.name for a in alerts if any(_reads(a.expr, s.name) for s in signals))
 
 
+# What this run cannot show, each shown elsewhere: burn rates over windows longer than the run (a
+# window is recorded once Prometheus holds 90% of it), and the alerts that need them, several replicas
+# of one model, or a target failing on and off (tests/promtool/slo_*_test.yaml, fleet_test.yaml,
+# mistral_alerts_test.yaml and the incident library).
+LONGER_THAN_THE_RUN = frozenset(
+    s.name for rates in (signals.SLO_BURN_RATES, signals.SLO_FLEET_BURN_RATES) for w, s in rates.items() if w != signals.WINDOW
+)
+NOT_IN_THIS_RUN = frozenset({
+    "LLMErrorBudgetBurnFast", "LLMErrorBudgetBurnSlow", "LLMFleetErrorBudgetBurnFast", "LLMFleetReplicasDown", "LLMTargetFlapping",
+})
+
+
 def alerts_on_up(alerts, absent: bool) -> frozenset[str]:
-    """Alerts over the `up` series: those that fire on a failing scrape, or on a missing target."""
+    """Alerts over the `up` series: those that fire on a failing scrape, or on a missing target
+    (not those this run cannot show)."""
     return frozenset(
-        a.name for a in alerts if re.search(r"(?<![\w:])up\s*\{", a.expr) and ("absent(" in a.expr) == absent
+        a.name for a in alerts
+        if re.search(r"(?<![\w:])up\s*\{", a.expr) and ("absent(" in a.expr) == absent and a.name not in NOT_IN_THIS_RUN
     )
 
 
@@ -567,7 +581,8 @@ def timeline(live: Live) -> Timeline:
         ("latency_regression", alerts_reading(a, signals.LATENCY_P95, signals.TTFT_P95), *scenario("latency_regression")),
         ("error_burst", alerts_reading(a, signals.ERROR_RATIO, signals.ERROR_RATIO_1M), *scenario("error_burst")),
         ("queue_saturation", alerts_reading(a, signals.QUEUE_DEPTH), *scenario("queue_saturation")),
-        ("kv_cache_exhaustion", alerts_reading(a, signals.KV_CACHE_UTILISATION, signals.PREEMPTIONS_RATE), *scenario("kv_cache_exhaustion")),
+        ("kv_cache_exhaustion", alerts_reading(a, signals.KV_CACHE_UTILISATION, signals.PREEMPTIONS_RATE, signals.PREEMPTIONS_RATE_1M),
+         *scenario("kv_cache_exhaustion")),
         ("gpu_memory_full", alerts_reading(a, signals.GPU_MEMORY_USED), *scenario("gpu_memory_full", live.dcgm)),
         ("gpu_xid_error", alerts_reading(a, signals.GPU_LAST_XID), *scenario("xid_errors", live.dcgm)),
         ("container_memory_pressure", alerts_reading(a, signals.CONTAINER_MEMORY), *scenario("memory_pressure", live.cadvisor)),
@@ -732,8 +747,14 @@ def version_gaps(live: Live, timeline: Timeline) -> frozenset[str]:
 
 
 def _cannot_have_data(live: Live, exprs: dict[str, str], gaps: frozenset[str]) -> dict[str, list[str]]:
-    """name -> the missing metrics it needs, for every expression that reads a version gap."""
-    out = {name: sorted(reads_any(expr, gaps, live.records)) for name, expr in exprs.items()}
+    """name -> what it needs that this run lacks: a metric of a version gap, a burn rate over a window
+    longer than the run, or (an alert this run cannot show) the alert itself."""
+    beyond = {a.expr: a.name for a in live.alerts if a.name in NOT_IN_THIS_RUN}
+    out = {
+        name: sorted(reads_any(expr, gaps | LONGER_THAN_THE_RUN, live.records) | ({name} & LONGER_THAN_THE_RUN)
+                     | ({beyond[expr]} if expr in beyond else set()))
+        for name, expr in exprs.items()
+    }
     return {name: missing for name, missing in out.items() if missing}
 
 
