@@ -74,22 +74,22 @@ def _covered(cfg: StackConfig, sli: Sli, window: str, by: str = "") -> str:
     return f"max by ({by}) ({counted}) >= {needed}" if by else f"{counted} >= {needed}"
 
 
-def records(cfg: StackConfig) -> list[dict]:
-    """One burn-rate record per SLO and window, labelled `slo`."""
+def _burn_records(cfg: StackConfig, records: dict[str, Signal], windows: tuple[str, ...], by: str = "") -> list[dict]:
+    """One burn-rate record per SLO and window, per instance (`by` empty) or summed `by` a fleet."""
+    on = by or BY
     out = []
     for sli in SLIS:
-        for w in SLO_WINDOWS:
-            expr = f"({bad_share(sli, w)}) / {budget(cfg, sli)}"
+        for w in windows:
+            expr = f"({bad_share(sli, w, by)}) / {budget(cfg, sli)}"
             if w != WINDOW:
-                expr += f" and on ({BY}) {_covered(cfg, sli, w)}"
-            out.append({"record": SLO_BURN_RATES[w].name, "expr": expr, "labels": {LABEL: sli.name}})
-    for sli in SLIS:
-        for w in SLO_FLEET_WINDOWS:
-            expr = f"({bad_share(sli, w, FLEET_BY)}) / {budget(cfg, sli)}"
-            if w != WINDOW:
-                expr += f" and on ({FLEET_BY}) {_covered(cfg, sli, w, FLEET_BY)}"
-            out.append({"record": SLO_FLEET_BURN_RATES[w].name, "expr": expr, "labels": {LABEL: sli.name}})
+                expr += f" and on ({on}) {_covered(cfg, sli, w, by)}"
+            out.append({"record": records[w].name, "expr": expr, "labels": {LABEL: sli.name}})
     return out
+
+
+def records(cfg: StackConfig) -> list[dict]:
+    """The burn-rate records, labelled `slo`: per instance over every window, per fleet over the page's."""
+    return _burn_records(cfg, SLO_BURN_RATES, SLO_WINDOWS) + _burn_records(cfg, SLO_FLEET_BURN_RATES, SLO_FLEET_WINDOWS, FLEET_BY)
 
 
 def budget_remaining(cfg: StackConfig, sli: Sli, period: str) -> str:
